@@ -1,0 +1,135 @@
+// The pipe fabric: two SDP engines joined in memory by a simulated RC queue pair.
+//
+// It executes the engines' actions the way an RC QP would and enforces RC's rules, recording any
+// breach in errors(): a SEND with no posted receive (the RNR a real HCA would raise with
+// rnr_retry 0), a SEND longer than the receive buffer, local addresses outside a registered
+// region, RDMA outside the remote grant (wrong R_Key, out of range, missing access right, or after
+// deregistration). Operations in each direction are delivered in posting order; `step()` lets a
+// test interleave deliveries, completions and application calls at random.
+//
+// It also monitors credits independently of the engines: from the BSDHs it has delivered to each
+// side, it recomputes that side's send credits when the side posts a SEND and records a violation
+// if a message went out without a credit, or used the last credit for anything but a message
+// that carries no payload and gives the peer more credits (CA4-82).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sdp/engine.hpp"
+
+namespace sdp {
+
+class PipePair {
+ public:
+  PipePair(const EngineConfig& active_cfg, const EngineConfig& passive_cfg);
+
+  Engine& active() noexcept { return side_[0].engine; }
+  Engine& passive() noexcept { return side_[1].engine; }
+  Engine& engine(int i) noexcept { return side_[i].engine; }
+
+  // Runs the CM exchange (Hello in the REQ, HelloAck in the REP). False when the passive side
+  // rejected the Hello (reject_reason() says why) or the active side refused the HelloAck.
+  bool connect(const Engine::HelloParams& p = {});
+
+  // Executes the actions an engine emitted; call after driving an engine directly.
+  void drain(int side);
+  void drain_all() {
+    drain(0);
+    drain(1);
+  }
+  // Delivers everything pending, in order, until nothing moves (bounded; a livelock is an error).
+  void run();
+  // One random pending delivery or completion. False when nothing is pending.
+  bool step(std::mt19937_64& rng);
+  bool idle() const noexcept;
+  // Advances both engines' clocks.
+  void tick(std::uint64_t now_ms);
+
+  const std::vector<std::string>& errors() const noexcept { return errors_; }
+  std::uint64_t access_violations() const noexcept { return access_violations_; }
+  std::uint64_t keepalives(int side) const noexcept { return side_[side].keepalives; }
+  std::uint64_t zcopy_done(int side) const noexcept { return side_[side].zcopy_done; }
+  bool established(int side) const noexcept { return side_[side].established; }
+  bool closed(int side) const noexcept { return side_[side].closed; }
+  bool reset(int side) const noexcept { return side_[side].reset; }
+  std::size_t registered_remote_regions(int side) const noexcept;
+
+  // Called with every SEND payload as it crosses the wire (side = sender).
+  std::function<void(int side, std::span<const std::uint8_t> msg)> on_wire;
+
+  // Test hooks: act as a (possibly malicious) peer on the wire.
+  // Performs an RDMA READ from `side`'s memory as its peer would: true if RC allowed it.
+  bool peer_rdma_read(int side, std::uint64_t va, std::uint32_t rkey, std::span<std::uint8_t> out);
+  bool peer_rdma_write(int side, std::uint64_t va, std::uint32_t rkey,
+                       std::span<const std::uint8_t> in);
+  // Queues a raw SEND from `from` to its peer, bypassing `from`'s engine (a buggy or hostile
+  // peer). Its send completion is swallowed.
+  void inject_send(int from, std::span<const std::uint8_t> msg);
+
+ private:
+  struct Region {
+    std::uint64_t id;
+    std::uint8_t* addr;
+    std::size_t len;
+    std::uint8_t access;
+    std::uint32_t rkey;
+  };
+  struct Recv {
+    std::uint64_t wr_id;
+    std::uint8_t* addr;
+    std::uint32_t len;
+  };
+  enum class OpType : std::uint8_t { Send, Read, Write, Disconnect };
+  struct Op {
+    OpType type;
+    std::uint64_t wr_id;
+    std::uint8_t* addr;
+    std::uint32_t len;
+    std::uint64_t remote_va;
+    std::uint32_t rkey;
+  };
+  enum class CqType : std::uint8_t { SendDone, RecvDone, RdmaDone, Error, CmDisconnect };
+  struct Cqe {
+    CqType type;
+    std::uint64_t wr_id;
+    std::uint32_t len;
+    const std::uint8_t* addr;  // RecvDone: the receive buffer
+  };
+  struct Side {
+    explicit Side(Role r, const EngineConfig& c) : engine(r, c), cfg(c) {}
+    Engine engine;
+    EngineConfig cfg;
+    std::vector<Region> regions;
+    std::deque<Recv> rq;
+    std::deque<Op> out;
+    std::deque<Cqe> cq;
+    std::vector<Action> scratch;
+    // credit monitor: what this side has received from its peer
+    std::uint32_t mon_bufs = 0, mon_ack = 0, mon_last_mseq = 0;        // from the peer's messages
+    std::uint32_t mon_rx_mseq = 0, mon_adv_bufs = 0, mon_adv_ack = 0;  // CA4-82 bookkeeping
+    std::uint64_t keepalives = 0, zcopy_done = 0;
+    bool established = false, closed = false, reset = false, dead = false;
+  };
+
+  bool local_ok(const Side& s, const std::uint8_t* addr, std::size_t len) const noexcept;
+  const Region* remote_region(const Side& s, std::uint64_t va, std::size_t len, std::uint32_t rkey,
+                              std::uint8_t need) const noexcept;
+  void error(std::string msg);
+  void deliver(int from);
+  void complete(int side);
+  void monitor_post(int side, const std::uint8_t* msg, std::uint32_t len);
+
+  Side side_[2];
+  std::deque<std::vector<std::uint8_t>> injected_;
+  std::vector<std::string> errors_;
+  std::uint64_t access_violations_ = 0;
+  std::uint32_t next_rkey_ = 0x1000;
+};
+
+}  // namespace sdp
