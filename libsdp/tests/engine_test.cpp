@@ -717,14 +717,16 @@ TEST(Pipelined, SourceFollowsReqPipeAndWritesIntoSinkAvail) {
 TEST(Pipelined, StaleSinkAvailIsIgnored) {
   Harness h(Role::Active, zcopy_cfg());
   ASSERT_TRUE(h.establish(8, 4096));
-  h.e.send(pattern(20000));
+  auto first_buf = pattern(20000);  // ZCopy: must outlive the send
+  h.e.send(first_buf);
   h.pump();
   h.send_peer(Mid::RdmaRdCompl, wire::RdmaRdComplHeader{20000 - 64}, {}, wire::flags::kReqPipe);
   h.e.send(bytes_of("x"));  // one data message: the sink's count will be behind
   h.pump();
   wire::SinkAvailHeader s{16384, 0x99, 0x10000, 0};  // NonDisc 0 but we sent 1 Data
   h.send_peer(Mid::SinkAvail, s);
-  h.e.send(pattern(12000));
+  auto write_buf = pattern(12000);  // ZCopy: must outlive the send
+  h.e.send(write_buf);
   h.pump();
   EXPECT_TRUE(h.rdma.empty()) << "stale advert must not be written";
   EXPECT_EQ(h.sent_with(Mid::SrcAvail).size(), 2U) << "falls back to a SrcAvail";
@@ -733,7 +735,8 @@ TEST(Pipelined, StaleSinkAvailIsIgnored) {
 TEST(Pipelined, SourceAnswersSinkAvailCancelWithAck) {
   Harness h(Role::Active, zcopy_cfg());
   ASSERT_TRUE(h.establish(8, 4096));
-  h.e.send(pattern(20000));
+  auto first_buf = pattern(20000);  // ZCopy: must outlive the send
+  h.e.send(first_buf);
   h.pump();
   h.send_peer(Mid::RdmaRdCompl, wire::RdmaRdComplHeader{20000 - 64}, {}, wire::flags::kReqPipe);
   wire::SinkAvailHeader s{16384, 0x99, 0x10000, 0};
