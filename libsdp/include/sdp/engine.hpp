@@ -35,7 +35,8 @@ struct EngineConfig {
   std::uint32_t max_recv_size = 65552;
   // Receive buffers kept posted: the most credits the peer can have.
   std::uint16_t recv_bufs = 16;
-  // Send ring: slots of send_slot_size bytes (the largest message we ever send).
+  // Send ring: slots of send_slot_size bytes (the largest message we ever send); the count is
+  // rounded up to a power of two.
   std::uint16_t send_slots = 16;
   std::uint32_t send_slot_size = 65552;
   // Credits kept back from data for control messages (data needs credits > reserve).
@@ -217,7 +218,10 @@ class Engine {
   bool peer_closed_send() const noexcept { return rx_disconn_; }
   const Stats& stats() const noexcept { return stats_; }
   // Credits as the annex defines them: Bufs − (last sent MSeq − MSeqAck) from the peer's last BSDH.
-  std::int64_t send_credits() const noexcept;
+  std::int64_t send_credits() const noexcept {
+    return static_cast<std::int64_t>(peer_bufs_) -
+           static_cast<std::int64_t>(static_cast<std::uint32_t>(tx_mseq_ - peer_ack_));
+  }
   std::uint32_t peer_recv_size() const noexcept { return peer_rcv_sz_; }
   std::uint32_t local_recv_size() const noexcept { return local_rcv_sz_; }
   std::uint32_t posted_recvs() const noexcept { return rx_posted_; }
@@ -234,24 +238,27 @@ class Engine {
   };
   // Pending control messages, sent in this order when credits allow.
   struct PendingCtrl {
-    bool chrcvbuf_ack = false;
+    enum : std::uint16_t {
+      kChRcvBufAck = 1U << 0,
+      kRdCompl = 1U << 1,  // rdma_rd_compl bytes read and not yet reported
+      kSendSm = 1U << 2,
+      kSinkCancelAck = 1U << 3,
+      kWrCompl = 1U << 4,  // rdma_wr_compl bytes written
+      kModeChange = 1U << 5,
+      kSrcAvailCancel = 1U << 6,
+      kSinkAvailCancel = 1U << 7,
+      kChRcvBuf = 1U << 8,
+      kSinkAvail = 1U << 9,
+    };
+    std::uint16_t bits = 0;
     std::uint32_t chrcvbuf_ack_size = 0;
-    std::uint32_t rdma_rd_compl = 0;  // bytes read and not yet reported
-    bool rd_compl_pending = false;
-    bool send_sm = false;
-    bool sink_cancel_ack = false;
+    std::uint32_t rdma_rd_compl = 0;
     std::uint32_t rdma_wr_compl = 0;
-    bool wr_compl_pending = false;
-    bool mode_change = false;
     wire::ModeChangeHeader mode{};
-    bool src_avail_cancel = false;
-    bool sink_avail_cancel = false;
-    bool chrcvbuf = false;
-    bool sink_avail = false;
-    bool any() const noexcept {
-      return chrcvbuf_ack || rd_compl_pending || send_sm || sink_cancel_ack || wr_compl_pending ||
-             mode_change || src_avail_cancel || sink_avail_cancel || chrcvbuf || sink_avail;
-    }
+    bool any() const noexcept { return bits != 0; }
+    bool has(std::uint16_t b) const noexcept { return (bits & b) != 0; }
+    void set(std::uint16_t b) noexcept { bits = static_cast<std::uint16_t>(bits | b); }
+    void clear(std::uint16_t b) noexcept { bits = static_cast<std::uint16_t>(bits & ~b); }
   };
   // ZCopy source: one application buffer being sent by SrcAvail/RDMA READ or RDMA WRITE.
   struct ZcopySource {
@@ -326,7 +333,11 @@ class Engine {
   void post_pending_ctrl();
   bool post_data_slots();
   void maybe_credit_update();
-  std::int64_t peer_believed_credits() const noexcept;
+  // What the peer believes of our buffers: our last Bufs − (its MSeq since our last MSeqAck).
+  std::int64_t peer_believed_credits() const noexcept {
+    return static_cast<std::int64_t>(adv_bufs_) -
+           static_cast<std::int64_t>(static_cast<std::uint32_t>(rx_mseq_ - adv_ack_));
+  }
   std::uint32_t max_payload() const noexcept;
   void handle_message(std::uint32_t slot, std::span<const std::uint8_t> msg);
   void handle_data(std::uint32_t slot, const wire::Message& m);
@@ -334,7 +345,10 @@ class Engine {
   void handle_sink_avail(std::uint32_t slot, const wire::Message& m);
   bool accept_stream_payload(std::uint32_t slot, const wire::Message& m, std::size_t hdr_len);
   std::size_t copy_into_ring(const std::uint8_t* src, std::size_t n, bool oob);
-  std::uint32_t open_len() const noexcept;
+  // Bytes in the slot being filled (0 when the ring is full or the slot is empty).
+  std::uint32_t open_len() const noexcept {
+    return tx_fill_ - tx_done_ >= tx_n_ ? 0 : tx_slots_[tx_fill_ & tx_mask_].len;
+  }
   void handle_rdma_rd_compl(const wire::Message& m);
   void handle_rdma_wr_compl(const wire::Message& m);
   void handle_send_sm(const wire::Message& m);
@@ -395,13 +409,14 @@ class Engine {
   std::unique_ptr<std::uint8_t[]> rx_mem_, tx_mem_, ctrl_mem_, stg_mem_;
   std::uint32_t rx_buf_size_ = 0;  // physical size of each receive buffer
   std::vector<TxSlot> tx_slots_;
+  std::uint32_t tx_n_ = 0, tx_mask_ = 0;  // send ring size (a power of two) and its mask
   std::uint32_t tx_done_ = 0, tx_post_ = 0, tx_fill_ = 0;  // data ring counters
   std::uint32_t ctrl_done_ = 0, ctrl_post_ = 0;            // control ring counters
   PendingCtrl pend_;
 
   // Receive stream
   std::vector<RxEntry> rxq_;  // ring
-  std::uint32_t rxq_head_ = 0, rxq_tail_ = 0;
+  std::uint32_t rxq_head_ = 0, rxq_tail_ = 0, rxq_mask_ = 0;
   std::uint32_t rxq_off_ = 0;  // bytes of the head entry already read
   std::size_t rx_ready_bytes_ = 0;
   bool rx_disconn_ = false;
@@ -420,7 +435,7 @@ class Engine {
   std::uint32_t stg_chunks_ = 0;
   std::uint32_t stg_head_ = 0, stg_tail_ = 0;  // chunk counters: oldest in use, next free
   std::vector<InflightRead> reads_;            // FIFO of RDMA READs in flight
-  std::uint32_t reads_head_ = 0, reads_tail_ = 0;
+  std::uint32_t reads_head_ = 0, reads_tail_ = 0, reads_mask_ = 0;
   bool want_pipelined_ = false;  // source: the sink asked (REQ_PIPE)
   bool sink_flow_ = false;       // sink: zero-copy traffic seen, worth advertising
 

@@ -19,6 +19,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sdp/engine.hpp"
@@ -38,7 +39,9 @@ class PipePair {
   bool connect(const Engine::HelloParams& p = {});
 
   // Executes the actions an engine emitted; call after driving an engine directly.
-  void drain(int side);
+  void drain(int side) {
+    if (!side_[side].engine.actions().empty()) drain_actions(side);
+  }
   void drain_all() {
     drain(0);
     drain(1);
@@ -73,6 +76,30 @@ class PipePair {
   void inject_send(int from, std::span<const std::uint8_t> msg);
 
  private:
+  // A FIFO on a power-of-two ring that grows when full (std::deque costs more per element).
+  template <class T>
+  class Fifo {
+   public:
+    bool empty() const noexcept { return head_ == tail_; }
+    std::size_t size() const noexcept { return tail_ - head_; }
+    T& front() noexcept { return buf_[head_ & (buf_.size() - 1)]; }
+    void pop_front() noexcept { ++head_; }
+    void push_back(const T& v) {
+      if (tail_ - head_ == buf_.size()) grow();
+      buf_[tail_++ & (buf_.size() - 1)] = v;
+    }
+
+   private:
+    void grow() {
+      std::vector<T> n(buf_.empty() ? 64 : buf_.size() * 2);
+      for (std::size_t i = head_, k = 0; i != tail_; ++i, ++k) n[k] = buf_[i & (buf_.size() - 1)];
+      tail_ -= head_;
+      head_ = 0;
+      buf_ = std::move(n);
+    }
+    std::vector<T> buf_;
+    std::size_t head_ = 0, tail_ = 0;
+  };
   struct Region {
     std::uint64_t id;
     std::uint8_t* addr;
@@ -106,10 +133,10 @@ class PipePair {
     Engine engine;
     EngineConfig cfg;
     std::vector<Region> regions;
-    std::deque<Recv> rq;
-    std::deque<Op> out;
-    std::deque<Cqe> cq;
-    std::vector<Action> scratch;
+    Fifo<Recv> rq;
+    Fifo<Op> out;
+    Fifo<Cqe> cq;
+    std::size_t last_region = 0;  // local_ok() checks the last region hit first
     // credit monitor: what this side has received from its peer
     std::uint32_t mon_bufs = 0, mon_ack = 0, mon_last_mseq = 0;        // from the peer's messages
     std::uint32_t mon_rx_mseq = 0, mon_adv_bufs = 0, mon_adv_ack = 0;  // CA4-82 bookkeeping
@@ -117,10 +144,11 @@ class PipePair {
     bool established = false, closed = false, reset = false, dead = false;
   };
 
-  bool local_ok(const Side& s, const std::uint8_t* addr, std::size_t len) const noexcept;
+  bool local_ok(Side& s, const std::uint8_t* addr, std::size_t len) const noexcept;
   const Region* remote_region(const Side& s, std::uint64_t va, std::size_t len, std::uint32_t rkey,
                               std::uint8_t need) const noexcept;
   void error(std::string msg);
+  void drain_actions(int side);
   void deliver(int from);
   void complete(int side);
   void monitor_post(int side, const std::uint8_t* msg, std::uint32_t len);

@@ -211,8 +211,12 @@ std::string_view errc_name(Errc e) noexcept;
 struct Error {
   Errc code = Errc::Ok;
   std::uint32_t offset = 0;
-  std::array<char, 96> text{};  // NUL-terminated
-  std::string_view reason() const noexcept { return std::string_view(text.data()); }
+  // NUL-terminated when code != Ok; left unwritten on success so that a successful decode does
+  // not pay for clearing it.
+  std::array<char, 96> text;
+  std::string_view reason() const noexcept {
+    return code == Errc::Ok ? std::string_view() : std::string_view(text.data());
+  }
   explicit operator bool() const noexcept { return code != Errc::Ok; }
 };
 
@@ -232,7 +236,7 @@ class Result {
 
  private:
   T value_{};
-  Error error_{};
+  Error error_;  // default-initialised: code Ok, text not touched
 };
 
 // ---------------------------------------------------------------------------------------------

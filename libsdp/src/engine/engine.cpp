@@ -2,6 +2,7 @@
 #include "sdp/engine.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -121,9 +122,12 @@ void Engine::post_initial_recvs() {
   rx_mem_ = std::make_unique<std::uint8_t[]>(rx_bytes);
   emit({ActionType::RegisterRegion, access::kLocal, false, static_cast<std::uint32_t>(rx_bytes),
         kRegionRx, rx_mem_.get(), 0, 0});
-  const std::size_t tx_bytes = std::size_t{cfg_.send_slots} * cfg_.send_slot_size;
+  // Rings are powers of two so that every index is a mask, not a division, on the hot path.
+  tx_n_ = std::bit_ceil(std::uint32_t{cfg_.send_slots});
+  tx_mask_ = tx_n_ - 1;
+  const std::size_t tx_bytes = std::size_t{tx_n_} * cfg_.send_slot_size;
   tx_mem_ = std::make_unique<std::uint8_t[]>(tx_bytes);
-  tx_slots_.assign(cfg_.send_slots, TxSlot{});
+  tx_slots_.assign(tx_n_, TxSlot{});
   emit({ActionType::RegisterRegion, access::kLocal, false, static_cast<std::uint32_t>(tx_bytes),
         kRegionTx, tx_mem_.get(), 0, 0});
   ctrl_mem_ = std::make_unique<std::uint8_t[]>(std::size_t{kCtrlSlots} * kCtrlSlotSize);
@@ -136,8 +140,10 @@ void Engine::post_initial_recvs() {
     emit({ActionType::RegisterRegion, access::kLocal, false, static_cast<std::uint32_t>(stg_bytes),
           kRegionStaging, stg_mem_.get(), 0, 0});
   }
-  rxq_.assign(cfg_.recv_bufs + stg_chunks_ + 2U, RxEntry{});
-  reads_.assign(stg_chunks_ + 1U, InflightRead{});
+  rxq_.assign(std::bit_ceil(cfg_.recv_bufs + stg_chunks_ + 2U), RxEntry{});
+  rxq_mask_ = static_cast<std::uint32_t>(rxq_.size() - 1);
+  reads_.assign(std::bit_ceil(stg_chunks_ + 1U), InflightRead{});
+  reads_mask_ = static_cast<std::uint32_t>(reads_.size() - 1);
   for (std::uint32_t i = 0; i < cfg_.recv_bufs; ++i) post_recv(i);
 }
 
@@ -266,22 +272,12 @@ void Engine::set_established() {
   state_ = State::Established;
   last_activity_ms_ = now_ms_;
   emit({ActionType::Established, 0, false, 0, 0, nullptr, 0, 0});
-  if (cfg_.desired_peer_recv_size > peer_rcv_sz_) pend_.chrcvbuf = true;
+  if (cfg_.desired_peer_recv_size > peer_rcv_sz_) pend_.set(PendingCtrl::kChRcvBuf);
   pump();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Credits
-
-std::int64_t Engine::send_credits() const noexcept {
-  return static_cast<std::int64_t>(peer_bufs_) -
-         static_cast<std::int64_t>(static_cast<std::uint32_t>(tx_mseq_ - peer_ack_));
-}
-
-std::int64_t Engine::peer_believed_credits() const noexcept {
-  return static_cast<std::int64_t>(adv_bufs_) -
-         static_cast<std::int64_t>(static_cast<std::uint32_t>(rx_mseq_ - adv_ack_));
-}
 
 // Data (and SrcAvail) keep `credit_reserve` credits back for control messages (fewer when the
 // peer posts few buffers: reserve_ = clamp(peer's initial Bufs / 2, 1, credit_reserve); never 0,
@@ -357,50 +353,50 @@ void Engine::maybe_credit_update() {
 
 void Engine::post_pending_ctrl() {
   auto ok = [this] { return send_credit_ok(false) && ctrl_post_ - ctrl_done_ < kCtrlSlots; };
-  if (pend_.chrcvbuf_ack && ok()) {
+  if (pend_.has(PendingCtrl::kChRcvBufAck) && ok()) {
     post_ctrl(wire::Mid::ChRcvBufAck, wire::ChRcvBufAckHeader{pend_.chrcvbuf_ack_size});
-    pend_.chrcvbuf_ack = false;
+    pend_.clear(PendingCtrl::kChRcvBufAck);
   }
-  if (pend_.rd_compl_pending && ok()) {
+  if (pend_.has(PendingCtrl::kRdCompl) && ok()) {
     const bool req_pipe = cfg_.sink_adverts && rx_mode_ == wire::Mode::Combined;
     post_ctrl(wire::Mid::RdmaRdCompl, wire::RdmaRdComplHeader{pend_.rdma_rd_compl},
               req_pipe ? wire::flags::kReqPipe : 0);
-    pend_.rd_compl_pending = false;
+    pend_.clear(PendingCtrl::kRdCompl);
     pend_.rdma_rd_compl = 0;
   }
-  if (pend_.send_sm && !pend_.rd_compl_pending && ok()) {
+  if (pend_.has(PendingCtrl::kSendSm) && !pend_.has(PendingCtrl::kRdCompl) && ok()) {
     post_ctrl(wire::Mid::SendSm, std::monostate{});
-    pend_.send_sm = false;
+    pend_.clear(PendingCtrl::kSendSm);
   }
-  if (pend_.sink_cancel_ack && ok()) {
+  if (pend_.has(PendingCtrl::kSinkCancelAck) && ok()) {
     post_ctrl(wire::Mid::SinkCancelAck, std::monostate{});
-    pend_.sink_cancel_ack = false;
+    pend_.clear(PendingCtrl::kSinkCancelAck);
   }
-  if (pend_.wr_compl_pending && ok()) {
+  if (pend_.has(PendingCtrl::kWrCompl) && ok()) {
     post_ctrl(wire::Mid::RdmaWrCompl, wire::RdmaWrComplHeader{pend_.rdma_wr_compl});
-    pend_.wr_compl_pending = false;
+    pend_.clear(PendingCtrl::kWrCompl);
     pend_.rdma_wr_compl = 0;
   }
-  if (pend_.mode_change && ok()) {
+  if (pend_.has(PendingCtrl::kModeChange) && ok()) {
     post_ctrl(wire::Mid::ModeChange, pend_.mode);
-    pend_.mode_change = false;
+    pend_.clear(PendingCtrl::kModeChange);
     if (!pend_.mode.send_half) tx_mode_ = pend_.mode.mode;  // the peer's receive half = our send
   }
-  if (pend_.src_avail_cancel && ok()) {
+  if (pend_.has(PendingCtrl::kSrcAvailCancel) && ok()) {
     post_ctrl(wire::Mid::SrcAvailCancel, std::monostate{});
-    pend_.src_avail_cancel = false;
+    pend_.clear(PendingCtrl::kSrcAvailCancel);
     zs_.cancel_mseq = tx_mseq_;
   }
-  if (pend_.sink_avail_cancel && ok()) {
+  if (pend_.has(PendingCtrl::kSinkAvailCancel) && ok()) {
     post_ctrl(wire::Mid::SinkAvailCancel, std::monostate{});
-    pend_.sink_avail_cancel = false;
+    pend_.clear(PendingCtrl::kSinkAvailCancel);
   }
-  if (pend_.chrcvbuf && ok()) {
+  if (pend_.has(PendingCtrl::kChRcvBuf) && ok()) {
     post_ctrl(wire::Mid::ChRcvBuf, wire::ChRcvBufHeader{cfg_.desired_peer_recv_size});
-    pend_.chrcvbuf = false;
+    pend_.clear(PendingCtrl::kChRcvBuf);
     chrcvbuf_requested_ = true;
   }
-  if (pend_.sink_avail && own_sink_.rkey_ready && ok()) {
+  if (pend_.has(PendingCtrl::kSinkAvail) && own_sink_.rkey_ready && ok()) {
     wire::SinkAvailHeader h{};
     h.len = own_sink_.len;
     h.rkey = own_sink_.rkey;
@@ -408,25 +404,25 @@ void Engine::post_pending_ctrl() {
         stg_mem_.get() + std::size_t{own_sink_.chunk % stg_chunks_} * cfg_.zcopy_chunk);
     h.non_disc = static_cast<std::uint32_t>(data_msgs_received_);
     post_ctrl(wire::Mid::SinkAvail, h);
-    pend_.sink_avail = false;
+    pend_.clear(PendingCtrl::kSinkAvail);
     own_sink_.deadline = now_ms_ + cfg_.zcopy_cancel_ms;
   }
 }
 
 std::size_t Engine::copy_into_ring(const std::uint8_t* src, std::size_t n, bool oob) {
-  const std::uint32_t nslots = cfg_.send_slots;
+  const std::uint32_t nslots = tx_n_;
   const std::uint32_t maxp = max_payload();
   std::size_t done = 0;
   while (done < n) {
     if (tx_fill_ - tx_done_ >= nslots) break;
-    TxSlot& s = tx_slots_[tx_fill_ % nslots];
+    TxSlot& s = tx_slots_[tx_fill_ & tx_mask_];
     const std::uint32_t room = maxp - s.len;
     if (room == 0 || s.flags != 0) {
       ++tx_fill_;
       continue;
     }
     const auto k = static_cast<std::uint32_t>(std::min<std::size_t>(room, n - done));
-    std::memcpy(tx_mem_.get() + std::size_t{tx_fill_ % nslots} * cfg_.send_slot_size +
+    std::memcpy(tx_mem_.get() + std::size_t{tx_fill_ & tx_mask_} * cfg_.send_slot_size +
                     wire::kBsdhSize + s.len,
                 src + done, k);
     s.len += k;
@@ -441,17 +437,11 @@ std::size_t Engine::copy_into_ring(const std::uint8_t* src, std::size_t n, bool 
   return done;
 }
 
-std::uint32_t Engine::open_len() const noexcept {
-  if (tx_fill_ - tx_done_ >= cfg_.send_slots) return 0;
-  return tx_slots_[tx_fill_ % cfg_.send_slots].len;
-}
-
 bool Engine::tx_idle() const noexcept {
   return tx_post_ == tx_fill_ && open_len() == 0 && !zs_.active;
 }
 
 bool Engine::post_data_slots() {
-  const std::uint32_t nslots = cfg_.send_slots;
   bool posted = false;
   for (;;) {
     if (zs_.advertised || zs_.writing) break;  // the stream continues after the advert
@@ -460,8 +450,8 @@ bool Engine::post_data_slots() {
       if (open_len() == 0) break;
       ++tx_fill_;  // credits are here: send the partly filled slot now (no Nagle)
     }
-    TxSlot& s = tx_slots_[tx_post_ % nslots];
-    std::uint8_t* buf = tx_mem_.get() + std::size_t{tx_post_ % nslots} * cfg_.send_slot_size;
+    TxSlot& s = tx_slots_[tx_post_ & tx_mask_];
+    std::uint8_t* buf = tx_mem_.get() + std::size_t{tx_post_ & tx_mask_} * cfg_.send_slot_size;
     post_tx(buf, s.len + static_cast<std::uint32_t>(wire::kBsdhSize), kTagData | tx_post_, 0xFF,
             s.flags, (s.flags & wire::flags::kOobPres) != 0);
     stats_.bytes_sent += s.len;
@@ -474,17 +464,21 @@ bool Engine::post_data_slots() {
   return posted;
 }
 
+// Posts whatever the credits allow, in protocol order. Called after every event, so each step
+// is guarded by a cheap test of whether it has anything to do.
 void Engine::pump() {
   if (state_ != State::Established) return;
-  post_pending_ctrl();
-  if (state_ != State::Established) return;
-  zcopy_after_progress();
-  post_data_slots();
-  zcopy_after_progress();  // a drained ring may let the advert go now
+  if (pend_.any()) {
+    post_pending_ctrl();
+    if (state_ != State::Established) return;
+  }
+  if (zs_.active) zcopy_after_progress();
+  if (tx_post_ != tx_fill_ || open_len() != 0) post_data_slots();
+  if (zs_.active) zcopy_after_progress();  // a drained ring may let the advert go now
   if (want_pipelined_ && cfg_.allow_pipelined && tx_mode_ == wire::Mode::Combined && !zs_.active &&
-      !pend_.mode_change) {
+      !pend_.has(PendingCtrl::kModeChange)) {
     pend_.mode = {false, wire::Mode::Pipelined};  // PIPE_RECV: the peer's receive half
-    pend_.mode_change = true;
+    pend_.set(PendingCtrl::kModeChange);
     want_pipelined_ = false;
   }
   if (pend_.any()) post_pending_ctrl();  // what the steps above queued (RdmaWrCompl, ModeChange)
@@ -590,7 +584,7 @@ void Engine::zcopy_try_write() {
   zs_.writing = true;
   zs_.write_len = n;
   pend_.rdma_wr_compl = n;  // posted after the WRITE: RC keeps them in order
-  pend_.wr_compl_pending = true;
+  pend_.set(PendingCtrl::kWrCompl);
   stats_.rdma_writes++;
 }
 
@@ -622,8 +616,8 @@ void Engine::zcopy_after_progress() {
     }
   }
   // Post the SrcAvail once the grant has its R_Key and the credits allow a data message.
-  if (!zs_.rkey_ready || !send_credit_ok(true) || tx_fill_ - tx_done_ >= cfg_.send_slots) return;
-  const std::uint32_t idx = tx_fill_ % cfg_.send_slots;
+  if (!zs_.rkey_ready || !send_credit_ok(true) || tx_fill_ - tx_done_ >= tx_n_) return;
+  const std::uint32_t idx = tx_fill_ & tx_mask_;
   std::uint8_t* buf = tx_mem_.get() + std::size_t{idx} * cfg_.send_slot_size;
   put32(buf + 16, zs_.adv_len);
   put32(buf + 20, zs_.rkey);
@@ -748,7 +742,7 @@ void Engine::handle_message(std::uint32_t slot, std::span<const std::uint8_t> ms
 }
 
 void Engine::push_rx(std::uint8_t* data, std::uint32_t len, std::uint32_t slot) {
-  rxq_[rxq_tail_ % rxq_.size()] = {data, len, slot};
+  rxq_[rxq_tail_ & rxq_mask_] = {data, len, slot};
   ++rxq_tail_;
   rx_ready_bytes_ += len;
   rx_stream_ += len;
@@ -834,7 +828,7 @@ void Engine::handle_src_avail(std::uint32_t slot, const wire::Message& m) {
     post_recv(slot);
   }
   if (!cfg_.accept_zcopy || stg_chunks_ == 0) {
-    pend_.send_sm = true;  // refuse: the source sends the rest as Data
+    pend_.set(PendingCtrl::kSendSm);  // refuse: the source sends the rest as Data
     return;
   }
   peer_src_ = PeerSrcAdvert{};
@@ -851,7 +845,7 @@ void Engine::start_rdma_reads() {
          stg_tail_ - stg_head_ < stg_chunks_) {
     const std::uint32_t n = std::min(cfg_.zcopy_chunk, peer_src_.remote_len - peer_src_.issued);
     const std::uint32_t chunk = stg_tail_ % stg_chunks_;
-    reads_[reads_tail_++ % reads_.size()] = {chunk, n};
+    reads_[reads_tail_++ & reads_mask_] = {chunk, n};
     emit({ActionType::RdmaRead, 0, false, n, kTagRead | stg_tail_,
           stg_mem_.get() + std::size_t{chunk} * cfg_.zcopy_chunk, peer_src_.va + peer_src_.issued,
           peer_src_.rkey});
@@ -866,7 +860,7 @@ void Engine::handle_src_avail_cancel() {
   peer_src_.cancelled = true;
   if (peer_src_.completed == peer_src_.issued) {
     peer_src_.active = false;
-    pend_.send_sm = true;  // after the RdmaRdCompl for what was read (post order)
+    pend_.set(PendingCtrl::kSendSm);  // after the RdmaRdCompl for what was read (post order)
   }
 }
 
@@ -879,19 +873,19 @@ void Engine::on_rdma_complete(std::uint64_t wr_id) {
       return;
     }
     // Reads complete in the order they were posted; the oldest in flight is at reads_head_.
-    const InflightRead rd = reads_[reads_head_ % reads_.size()];
+    const InflightRead rd = reads_[reads_head_ & reads_mask_];
     ++reads_head_;
     push_rx(stg_mem_.get() + std::size_t{rd.chunk} * cfg_.zcopy_chunk, rd.len,
             kStagingEntry | rd.chunk);
     stats_.zcopy_bytes_received += rd.len;
     peer_src_.completed += rd.len;
     pend_.rdma_rd_compl += rd.len;
-    pend_.rd_compl_pending = true;
+    pend_.set(PendingCtrl::kRdCompl);
     if (peer_src_.completed == peer_src_.remote_len) {
       peer_src_.active = false;
     } else if (peer_src_.cancelled && peer_src_.completed == peer_src_.issued) {
       peer_src_.active = false;
-      pend_.send_sm = true;
+      pend_.set(PendingCtrl::kSendSm);
     }
     start_rdma_reads();
   } else if (tag == kTagWrite) {
@@ -980,7 +974,7 @@ void Engine::handle_sink_avail(std::uint32_t slot, const wire::Message& m) {
 void Engine::handle_sink_avail_cancel() {
   if (!peer_sink_.valid) return;  // already consumed by a WRITE or a Data message
   peer_sink_.valid = false;
-  pend_.sink_cancel_ack = true;
+  pend_.set(PendingCtrl::kSinkCancelAck);
 }
 
 void Engine::maybe_advertise_sink() {
@@ -993,7 +987,7 @@ void Engine::maybe_advertise_sink() {
   own_sink_.chunk = stg_tail_++;
   own_sink_.len = cfg_.zcopy_chunk;
   own_sink_.region = new_region_id();
-  pend_.sink_avail = true;
+  pend_.set(PendingCtrl::kSinkAvail);
   emit({ActionType::RegisterRegion, access::kRemoteWrite, false, own_sink_.len, own_sink_.region,
         stg_mem_.get() + std::size_t{own_sink_.chunk % stg_chunks_} * cfg_.zcopy_chunk, 0, 0});
 }
@@ -1003,13 +997,13 @@ void Engine::release_own_sink_advert() {
   --stg_tail_;  // the advert's chunk is the newest one: nothing was staged after it
   own_sink_.outstanding = false;
   own_sink_.cancel_sent = false;
-  pend_.sink_avail = false;
-  pend_.sink_avail_cancel = false;
+  pend_.clear(PendingCtrl::kSinkAvail);
+  pend_.clear(PendingCtrl::kSinkAvailCancel);
 }
 
 void Engine::handle_rdma_wr_compl(const wire::Message& m) {
   const auto n = std::get<wire::RdmaWrComplHeader>(m.ext).len;
-  if (!own_sink_.outstanding || pend_.sink_avail)
+  if (!own_sink_.outstanding || pend_.has(PendingCtrl::kSinkAvail))
     return violation("RdmaWrCompl with no SinkAvail outstanding");
   if (n > own_sink_.len)
     return violation("RdmaWrCompl reports %u bytes for a %u-byte SinkAvail", n, own_sink_.len);
@@ -1017,7 +1011,7 @@ void Engine::handle_rdma_wr_compl(const wire::Message& m) {
   emit({ActionType::DeregisterRegion, 0, false, 0, own_sink_.region, nullptr, 0, 0});
   own_sink_.outstanding = false;
   own_sink_.cancel_sent = false;
-  pend_.sink_avail_cancel = false;
+  pend_.clear(PendingCtrl::kSinkAvailCancel);
   if (n == 0) {
     --stg_tail_;
   } else {
@@ -1064,7 +1058,7 @@ void Engine::handle_chrcvbuf(const wire::Message& m) {
   const auto size = std::get<wire::ChRcvBufHeader>(m.ext).size;
   // Grow when asked for more and we can; the buffers are already allocated at max_recv_size.
   if (size > local_rcv_sz_ && size <= rx_buf_size_) local_rcv_sz_ = size;
-  pend_.chrcvbuf_ack = true;
+  pend_.set(PendingCtrl::kChRcvBufAck);
   pend_.chrcvbuf_ack_size = local_rcv_sz_;
 }
 
@@ -1102,9 +1096,8 @@ IoResult Engine::recv(std::span<std::uint8_t> out, bool peek) {
   std::size_t n = 0;
   std::uint32_t head = rxq_head_;
   std::uint32_t off = rxq_off_;
-  const auto cap = static_cast<std::uint32_t>(rxq_.size());
   while (n < want && head != rxq_tail_) {
-    const RxEntry& e = rxq_[head % cap];
+    const RxEntry& e = rxq_[head & rxq_mask_];
     const std::size_t k = std::min<std::size_t>(e.len - off, want - n);
     std::memcpy(out.data() + n, e.data + off, k);
     n += k;
@@ -1128,8 +1121,8 @@ IoResult Engine::recv(std::span<std::uint8_t> out, bool peek) {
     rx_ready_bytes_ -= n;
     rx_consumed_ += n;
     if (n != 0) {
-      start_rdma_reads();
-      maybe_advertise_sink();
+      if (peer_src_.active) start_rdma_reads();
+      if (cfg_.sink_adverts) maybe_advertise_sink();
       pump();
     }
   }
@@ -1164,8 +1157,8 @@ bool Engine::readable() const noexcept {
 
 bool Engine::writable() const noexcept {
   if (state_ != State::Established || tx_shut_ || zs_.active) return false;
-  if (tx_fill_ - tx_done_ >= cfg_.send_slots) return false;
-  return tx_fill_ - tx_done_ + 1 < cfg_.send_slots || open_len() < max_payload();
+  if (tx_fill_ - tx_done_ >= tx_n_) return false;
+  return tx_fill_ - tx_done_ + 1 < tx_n_ || open_len() < max_payload();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1179,7 +1172,7 @@ void Engine::on_send_complete(std::uint64_t wr_id) {
       do_reset(ResetCause::TransportError, "send completion out of order", false);
       return;
     }
-    TxSlot& s = tx_slots_[tx_done_ % cfg_.send_slots];
+    TxSlot& s = tx_slots_[tx_done_ & tx_mask_];
     s = TxSlot{};
     ++tx_done_;
   } else if (tag == kTagCtrl) {
@@ -1192,7 +1185,8 @@ void Engine::on_send_complete(std::uint64_t wr_id) {
     do_reset(ResetCause::TransportError, "send completion with an unknown work request id", false);
     return;
   }
-  pump();
+  // Freed ring space only matters to work that was waiting for it.
+  if (zs_.active || pend_.any() || (tx_shut_ && !tx_disconn_sent_)) pump();
 }
 
 void Engine::on_completion_error(std::uint64_t /*wr_id*/, std::string_view what) {
@@ -1249,10 +1243,10 @@ void Engine::shutdown_recv() {
     do_reset(ResetCause::LocalAbort, "receive half shut down during a zero-copy transfer", true);
     return;
   }
-  if (own_sink_.outstanding && !own_sink_.cancel_sent && !pend_.sink_avail) {
+  if (own_sink_.outstanding && !own_sink_.cancel_sent && !pend_.has(PendingCtrl::kSinkAvail)) {
     own_sink_.cancel_sent = true;
-    pend_.sink_avail_cancel = true;
-  } else if (own_sink_.outstanding && pend_.sink_avail) {
+    pend_.set(PendingCtrl::kSinkAvailCancel);
+  } else if (own_sink_.outstanding && pend_.has(PendingCtrl::kSinkAvail)) {
     release_own_sink_advert();
   }
   pump();
@@ -1327,17 +1321,18 @@ void Engine::tick(std::uint64_t now_ms) {
   if (zs_.advertised && now_ms >= zs_.deadline) {
     if (!zs_.cancel_sent) {
       zs_.cancel_sent = true;
-      pend_.src_avail_cancel = true;
+      pend_.set(PendingCtrl::kSrcAvailCancel);
       zs_.deadline = now_ms + cfg_.cancel_response_ms;
     } else {
       do_reset(ResetCause::Timeout, "SrcAvailCancel unanswered", true);
       return;
     }
   }
-  if (own_sink_.outstanding && !pend_.sink_avail && now_ms >= own_sink_.deadline) {
+  if (own_sink_.outstanding && !pend_.has(PendingCtrl::kSinkAvail) &&
+      now_ms >= own_sink_.deadline) {
     if (!own_sink_.cancel_sent) {
       own_sink_.cancel_sent = true;
-      pend_.sink_avail_cancel = true;
+      pend_.set(PendingCtrl::kSinkAvailCancel);
       own_sink_.deadline = now_ms + cfg_.cancel_response_ms;
       sink_flow_ = false;
     } else {
@@ -1358,7 +1353,8 @@ std::uint64_t Engine::next_deadline_ms() const noexcept {
   if (state_ != State::Established) return d;
   d = std::min(d, close_deadline_ms_);
   if (zs_.advertised) d = std::min(d, zs_.deadline);
-  if (own_sink_.outstanding && !pend_.sink_avail) d = std::min(d, own_sink_.deadline);
+  if (own_sink_.outstanding && !pend_.has(PendingCtrl::kSinkAvail))
+    d = std::min(d, own_sink_.deadline);
   if (cfg_.keepalive_idle_ms != 0) d = std::min(d, last_activity_ms_ + cfg_.keepalive_idle_ms);
   return d;
 }

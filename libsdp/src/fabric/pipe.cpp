@@ -37,9 +37,15 @@ bool PipePair::connect(const Engine::HelloParams& p) {
   return ok;
 }
 
-bool PipePair::local_ok(const Side& s, const std::uint8_t* addr, std::size_t len) const noexcept {
-  for (const Region& r : s.regions)
-    if (addr >= r.addr && addr + len <= r.addr + r.len) return true;
+bool PipePair::local_ok(Side& s, const std::uint8_t* addr, std::size_t len) const noexcept {
+  auto inside = [&](const Region& r) { return addr >= r.addr && addr + len <= r.addr + r.len; };
+  if (s.last_region < s.regions.size() && inside(s.regions[s.last_region])) return true;
+  for (std::size_t i = 0; i < s.regions.size(); ++i) {
+    if (inside(s.regions[i])) {
+      s.last_region = i;
+      return true;
+    }
+  }
   return false;
 }
 
@@ -98,71 +104,70 @@ void PipePair::monitor_post(int side, const std::uint8_t* msg, std::uint32_t len
   s.mon_adv_ack = ack;
 }
 
-void PipePair::drain(int i) {
+void PipePair::drain_actions(int i) {
   Side& s = side_[i];
-  for (int rounds = 0; !s.engine.actions().empty(); ++rounds) {
-    if (rounds > 1000) {
+  // Handlers may call back into the engine (on_region_registered), which appends actions: walk by
+  // index, re-reading the vector each time, and clear once at the end.
+  for (std::size_t k = 0; k < s.engine.actions().size(); ++k) {
+    if (k > 1'000'000) {
       error("engine keeps emitting actions (livelock)");
-      s.engine.clear_actions();
-      return;
+      break;
     }
-    s.scratch.assign(s.engine.actions().begin(), s.engine.actions().end());
-    s.engine.clear_actions();
-    for (const Action& a : s.scratch) {
-      switch (a.type) {
-        case ActionType::RegisterRegion: {
-          const std::uint32_t rkey = a.access != 0 ? (next_rkey_ += 0x101) : 0;
-          s.regions.push_back({a.id, a.addr, a.len, a.access, rkey});
-          if (a.access != 0) s.engine.on_region_registered(a.id, rkey);
-          break;
-        }
-        case ActionType::DeregisterRegion: {
-          auto it = std::find_if(s.regions.begin(), s.regions.end(),
-                                 [&](const Region& r) { return r.id == a.id; });
-          if (it == s.regions.end())
-            error("deregistering unknown region " + std::to_string(a.id));
-          else
-            s.regions.erase(it);
-          break;
-        }
-        case ActionType::PostRecv:
-          if (!local_ok(s, a.addr, a.len)) error("PostRecv outside any registered region");
-          s.rq.push_back({a.id, a.addr, a.len});
-          break;
-        case ActionType::PostSend:
-          if (!local_ok(s, a.addr, a.len)) error("PostSend outside any registered region");
-          monitor_post(i, a.addr, a.len);
-          s.out.push_back({OpType::Send, a.id, a.addr, a.len, 0, 0});
-          break;
-        case ActionType::RdmaRead:
-        case ActionType::RdmaWrite:
-          if (!local_ok(s, a.addr, a.len)) error("RDMA with a local buffer outside any region");
-          s.out.push_back({a.type == ActionType::RdmaRead ? OpType::Read : OpType::Write, a.id,
-                           a.addr, a.len, a.remote_va, a.rkey});
-          break;
-        case ActionType::Keepalive:
-          s.keepalives++;
-          break;
-        case ActionType::CmDisconnect:
-          s.out.push_back({OpType::Disconnect, 0, nullptr, 0, 0, 0});
-          break;
-        case ActionType::Established:
-          s.established = true;
-          break;
-        case ActionType::Closed:
-          s.closed = true;
-          s.dead = true;
-          break;
-        case ActionType::Reset:
-          s.reset = true;
-          s.dead = true;
-          break;
-        case ActionType::ZcopyDone:
-          s.zcopy_done++;
-          break;
+    const Action a = s.engine.actions()[k];
+    switch (a.type) {
+      case ActionType::RegisterRegion: {
+        const std::uint32_t rkey = a.access != 0 ? (next_rkey_ += 0x101) : 0;
+        s.regions.push_back({a.id, a.addr, a.len, a.access, rkey});
+        if (a.access != 0) s.engine.on_region_registered(a.id, rkey);
+        break;
       }
+      case ActionType::DeregisterRegion: {
+        auto it = std::find_if(s.regions.begin(), s.regions.end(),
+                               [&](const Region& r) { return r.id == a.id; });
+        if (it == s.regions.end())
+          error("deregistering unknown region " + std::to_string(a.id));
+        else
+          s.regions.erase(it);
+        break;
+      }
+      case ActionType::PostRecv:
+        if (!local_ok(s, a.addr, a.len)) error("PostRecv outside any registered region");
+        s.rq.push_back({a.id, a.addr, a.len});
+        break;
+      case ActionType::PostSend:
+        if (!local_ok(s, a.addr, a.len)) error("PostSend outside any registered region");
+        monitor_post(i, a.addr, a.len);
+        s.out.push_back({OpType::Send, a.id, a.addr, a.len, 0, 0});
+        break;
+      case ActionType::RdmaRead:
+      case ActionType::RdmaWrite:
+        if (!local_ok(s, a.addr, a.len)) error("RDMA with a local buffer outside any region");
+        s.out.push_back({a.type == ActionType::RdmaRead ? OpType::Read : OpType::Write, a.id,
+                         a.addr, a.len, a.remote_va, a.rkey});
+        break;
+      case ActionType::Keepalive:
+        s.keepalives++;
+        break;
+      case ActionType::CmDisconnect:
+        s.out.push_back({OpType::Disconnect, 0, nullptr, 0, 0, 0});
+        break;
+      case ActionType::Established:
+        s.established = true;
+        break;
+      case ActionType::Closed:
+        s.closed = true;
+        s.dead = true;
+        break;
+      case ActionType::Reset:
+        s.reset = true;
+        s.dead = true;
+        break;
+      case ActionType::ZcopyDone:
+        s.zcopy_done++;
+        break;
     }
   }
+  s.engine.clear_actions();
 }
 
 void PipePair::deliver(int from) {
