@@ -63,6 +63,9 @@ class PipePair {
   bool reset(int side) const noexcept { return side_[side].reset; }
   std::size_t registered_remote_regions(int side) const noexcept;
 
+  // The independent credit monitor (on by default). Benchmarks turn it off to time the engine.
+  void set_credit_monitor(bool on) noexcept { monitor_ = on; }
+
   // Called with every SEND payload as it crosses the wire (side = sender).
   std::function<void(int side, std::span<const std::uint8_t> msg)> on_wire;
 
@@ -158,6 +161,7 @@ class PipePair {
   std::vector<std::string> errors_;
   std::uint64_t access_violations_ = 0;
   std::uint32_t next_rkey_ = 0x1000;
+  bool monitor_ = true;
 };
 
 }  // namespace sdp

@@ -253,6 +253,9 @@ Result<Bsdh> peek_bsdh(std::span<const std::uint8_t> bytes) noexcept;
 // never SENDs; use decode_hello / decode_hello_ack for CM private data (decode_message refuses
 // them with BadField).
 Result<Message> decode_message(std::span<const std::uint8_t> bytes) noexcept;
+// The same, filling `out` in place (nothing copied on the hot path). On failure returns false and
+// writes the error to `error`; `out` is then unspecified.
+bool decode_message_into(std::span<const std::uint8_t> bytes, Message& out, Error& error) noexcept;
 
 // Hello in CM REQ private data. Full form: bytes.size() >= 92, BSDH.Len == 92, bytes beyond 92
 // must be zero. Compact form (IP CM service): bytes.size() >= 32, BSDH.Len == 32, bytes beyond

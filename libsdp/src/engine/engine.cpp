@@ -660,12 +660,12 @@ void Engine::on_recv(std::uint64_t wr_id, std::uint32_t byte_len) {
 }
 
 void Engine::handle_message(std::uint32_t slot, std::span<const std::uint8_t> msg) {
-  auto r = wire::decode_message(msg);
-  if (!r) {
-    violation("malformed message: %s", r.error().text.data());
+  wire::Message m;
+  wire::Error err;
+  if (!wire::decode_message_into(msg, m, err)) {
+    violation("malformed message: %s", err.text.data());
     return;
   }
-  const wire::Message& m = *r;
   const wire::Bsdh& h = m.bsdh;
   if (h.mseq != rx_mseq_ + 1) {
     violation("MSeq %u out of order (expected %u)", h.mseq, rx_mseq_ + 1);

@@ -136,7 +136,7 @@ void PipePair::drain_actions(int i) {
         break;
       case ActionType::PostSend:
         if (!local_ok(s, a.addr, a.len)) error("PostSend outside any registered region");
-        monitor_post(i, a.addr, a.len);
+        if (monitor_) monitor_post(i, a.addr, a.len);
         s.out.push_back({OpType::Send, a.id, a.addr, a.len, 0, 0});
         break;
       case ActionType::RdmaRead:
@@ -246,7 +246,7 @@ void PipePair::complete(int i) {
       break;
     case CqType::RecvDone: {
       // Credit monitor: this side now knows the peer's Bufs and MSeqAck from this message.
-      if (c.len >= wire::kBsdhSize) {
+      if (monitor_ && c.len >= wire::kBsdhSize) {
         const std::uint8_t* m = c.addr;
         s.mon_bufs = (std::uint32_t{m[2]} << 8) | m[3];
         s.mon_ack = (std::uint32_t{m[12]} << 24) | (std::uint32_t{m[13]} << 16) |

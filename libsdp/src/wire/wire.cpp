@@ -533,6 +533,14 @@ Result<Message> decode_message(std::span<const std::uint8_t> bytes) noexcept {
   return res;  // the only return: named return value optimisation
 }
 
+bool decode_message_into(std::span<const std::uint8_t> bytes, Message& out, Error& error) noexcept {
+  if (auto e = decode_into(bytes, out)) {
+    error = *e;
+    return false;
+  }
+  return true;
+}
+
 Result<Hello> decode_hello(std::span<const std::uint8_t> private_data) noexcept {
   Hello out;
   if (Error e = check_cm_bsdh(private_data, Mid::Hello, out.bsdh)) return e;
