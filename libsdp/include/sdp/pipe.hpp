@@ -85,23 +85,24 @@ class PipePair {
    public:
     bool empty() const noexcept { return head_ == tail_; }
     std::size_t size() const noexcept { return tail_ - head_; }
-    T& front() noexcept { return buf_[head_ & (buf_.size() - 1)]; }
+    T& front() noexcept { return buf_[head_ & mask_]; }
     void pop_front() noexcept { ++head_; }
     void push_back(const T& v) {
       if (tail_ - head_ == buf_.size()) grow();
-      buf_[tail_++ & (buf_.size() - 1)] = v;
+      buf_[tail_++ & mask_] = v;
     }
 
    private:
     void grow() {
       std::vector<T> n(buf_.empty() ? 64 : buf_.size() * 2);
-      for (std::size_t i = head_, k = 0; i != tail_; ++i, ++k) n[k] = buf_[i & (buf_.size() - 1)];
+      for (std::size_t i = head_, k = 0; i != tail_; ++i, ++k) n[k] = buf_[i & mask_];
       tail_ -= head_;
       head_ = 0;
       buf_ = std::move(n);
+      mask_ = buf_.size() - 1;
     }
     std::vector<T> buf_;
-    std::size_t head_ = 0, tail_ = 0;
+    std::size_t head_ = 0, tail_ = 0, mask_ = 0;
   };
   struct Region {
     std::uint64_t id;
