@@ -17,6 +17,7 @@
 #include <set>
 #include <vector>
 
+#include "sdp/bytes.hpp"
 #include "sdp/engine.hpp"
 #include "sdp/wire.hpp"
 
@@ -66,9 +67,7 @@ struct Peer {
             break;
           case sdp::ActionType::PostSend: {
             if (a.len < 16) fail("SEND shorter than a BSDH");
-            const std::uint32_t m = (std::uint32_t{a.addr[8]} << 24) |
-                                    (std::uint32_t{a.addr[9]} << 16) |
-                                    (std::uint32_t{a.addr[10]} << 8) | a.addr[11];
+            const std::uint32_t m = sdp::be::get32(a.addr + 8);
             if (m != last_mseq + 1) fail("MSeq not consecutive");
             const std::int64_t credits = static_cast<std::int64_t>(peer_bufs) -
                                          static_cast<std::int64_t>(last_mseq - peer_ack);
@@ -111,27 +110,15 @@ struct Peer {
     recvs.pop_front();
     if (msg.size() > r.len) msg.resize(r.len);
     if (fix && msg.size() >= 16) {  // make MSeq/MSeqAck right so deeper states are reached
-      const std::uint32_t m = ++mseq;
-      msg[8] = static_cast<std::uint8_t>(m >> 24);
-      msg[9] = static_cast<std::uint8_t>(m >> 16);
-      msg[10] = static_cast<std::uint8_t>(m >> 8);
-      msg[11] = static_cast<std::uint8_t>(m);
-      msg[12] = static_cast<std::uint8_t>(last_mseq >> 24);
-      msg[13] = static_cast<std::uint8_t>(last_mseq >> 16);
-      msg[14] = static_cast<std::uint8_t>(last_mseq >> 8);
-      msg[15] = static_cast<std::uint8_t>(last_mseq);
-      const auto len = static_cast<std::uint32_t>(msg.size());
-      msg[4] = static_cast<std::uint8_t>(len >> 24);
-      msg[5] = static_cast<std::uint8_t>(len >> 16);
-      msg[6] = static_cast<std::uint8_t>(len >> 8);
-      msg[7] = static_cast<std::uint8_t>(len);
+      sdp::be::put32(msg.data() + 4, static_cast<std::uint32_t>(msg.size()));
+      sdp::be::put32(msg.data() + 8, ++mseq);
+      sdp::be::put32(msg.data() + 12, last_mseq);
     }
     std::memcpy(r.addr, msg.data(), msg.size());
     if (msg.size() >= 16 && e.state() == sdp::State::Established) {
       // What the engine will believe after this message, if it accepts it.
-      peer_bufs = (std::uint32_t{msg[2]} << 8) | msg[3];
-      peer_ack = (std::uint32_t{msg[12]} << 24) | (std::uint32_t{msg[13]} << 16) |
-                 (std::uint32_t{msg[14]} << 8) | msg[15];
+      peer_bufs = sdp::be::get16(msg.data() + 2);
+      peer_ack = sdp::be::get32(msg.data() + 12);
     }
     e.on_recv(r.id, static_cast<std::uint32_t>(msg.size()));
     pump();

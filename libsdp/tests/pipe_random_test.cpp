@@ -4,6 +4,7 @@
 // a credit rule (the pipe's independent monitor), never break an RC rule, and close cleanly.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "sdp/pipe.hpp"
@@ -103,7 +104,15 @@ TEST_P(RandomPair, DeliversBothStreamsExactlyAndClosesCleanly) {
   EXPECT_EQ(p.passive().stats().bytes_received + r.oob_sent[0], ab.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, RandomPair, ::testing::Range<std::uint64_t>(0, 300));
+// 300 seeds by default; SDP_RANDOM_SEEDS=N (and SDP_RANDOM_FIRST=K) for longer soak runs.
+std::uint64_t env_or(const char* name, std::uint64_t dflt) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::strtoull(v, nullptr, 10) : dflt;
+}
+INSTANTIATE_TEST_SUITE_P(Seeds, RandomPair,
+                         ::testing::Range<std::uint64_t>(env_or("SDP_RANDOM_FIRST", 0),
+                                                         env_or("SDP_RANDOM_FIRST", 0) +
+                                                             env_or("SDP_RANDOM_SEEDS", 300)));
 
 }  // namespace
 }  // namespace sdp

@@ -324,6 +324,7 @@ class Engine {
   };
 
   void post_initial_recvs();
+  void adopt_peer_setup(std::uint32_t peer_rcv_sz, std::uint16_t bufs, std::uint8_t max_adverts);
   void post_recv(std::uint32_t slot);
   void pump();
   bool send_credit_ok(bool data) const noexcept;

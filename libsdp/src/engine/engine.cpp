@@ -1,6 +1,8 @@
 // SDP connection engine: see sdp/engine.hpp for the model, docs/engine.md for the rules applied.
 #include "sdp/engine.hpp"
 
+#include "sdp/bytes.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -25,20 +27,9 @@ constexpr std::uint32_t kStagingEntry = 0x8000'0000U;
 // Fixed region ids for the engine's pools.
 constexpr std::uint64_t kRegionRx = 1, kRegionTx = 2, kRegionCtrl = 3, kRegionStaging = 4;
 
-inline void put16(std::uint8_t* p, std::uint16_t v) noexcept {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-inline void put32(std::uint8_t* p, std::uint32_t v) noexcept {
-  p[0] = static_cast<std::uint8_t>(v >> 24);
-  p[1] = static_cast<std::uint8_t>(v >> 16);
-  p[2] = static_cast<std::uint8_t>(v >> 8);
-  p[3] = static_cast<std::uint8_t>(v);
-}
-inline void put64(std::uint8_t* p, std::uint64_t v) noexcept {
-  put32(p, static_cast<std::uint32_t>(v >> 32));
-  put32(p + 4, static_cast<std::uint32_t>(v));
-}
+using be::put16;
+using be::put32;
+using be::put64;
 
 void check_config(const EngineConfig& c) {
   auto fail = [](const char* what) { throw std::invalid_argument(what); };
@@ -180,30 +171,50 @@ std::span<const std::uint8_t> Engine::connect(const HelloParams& p) {
   return {cm_buf_.data(), *r};
 }
 
+namespace {
+
+// Checks what Hello and HelloAck have in common; false with `why` filled when the peer's setup
+// message must be refused. `what` names the message, `size_name` its receive-size field.
+bool setup_acceptable(const char* what, const char* size_name, const wire::Bsdh& b,
+                      std::uint8_t major, std::uint8_t minor, std::uint32_t rcv_sz,
+                      std::span<char> why) {
+  if (major != kVersionMajor) {
+    std::snprintf(why.data(), why.size(), "%s version %u.%u unsupported (need %u.x)", what, major,
+                  minor, kVersionMajor);
+  } else if (rcv_sz < kMinRecvSize) {
+    std::snprintf(why.data(), why.size(), "%s %s %u below the %u-byte minimum", what, size_name,
+                  rcv_sz, kMinRecvSize);
+  } else if (b.bufs < 2) {
+    std::snprintf(why.data(), why.size(),
+                  "%s advertises %u receive buffers: data needs at least 2 (CA4-82)", what, b.bufs);
+  } else if (b.mseq != 0 || b.mseq_ack != 0) {
+    std::snprintf(why.data(), why.size(), "%s MSeq/MSeqAck must be 0 (got %u/%u)", what, b.mseq,
+                  b.mseq_ack);
+  } else {
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Engine::adopt_peer_setup(std::uint32_t peer_rcv_sz, std::uint16_t bufs,
+                              std::uint8_t max_adverts) {
+  peer_rcv_sz_ = peer_rcv_sz;
+  peer_bufs_ = bufs;
+  reserve_ = std::clamp<std::uint32_t>(peer_bufs_ / 2, 1, cfg_.credit_reserve);
+  peer_max_adverts_ = std::max<std::uint8_t>(max_adverts, 1);
+}
+
 bool Engine::on_hello_ack(std::span<const std::uint8_t> pd) {
   if (state_ != State::HelloSent) return false;
   auto r = wire::decode_hello_ack(pd);
   char why[160];
   if (!r) {
     std::snprintf(why, sizeof why, "bad HelloAck: %s", r.error().text.data());
-  } else if (r->hah.major != kVersionMajor) {
-    std::snprintf(why, sizeof why, "HelloAck version %u.%u unsupported (need %u.x)", r->hah.major,
-                  r->hah.minor, kVersionMajor);
-  } else if (r->hah.act_rcv_sz < kMinRecvSize) {
-    std::snprintf(why, sizeof why, "HelloAck ActRcvSz %u below the %u-byte minimum",
-                  r->hah.act_rcv_sz, kMinRecvSize);
-  } else if (r->bsdh.bufs < 2) {
-    std::snprintf(why, sizeof why,
-                  "HelloAck advertises %u receive buffers: data needs at least 2 (CA4-82)",
-                  r->bsdh.bufs);
-  } else if (r->bsdh.mseq != 0 || r->bsdh.mseq_ack != 0) {
-    std::snprintf(why, sizeof why, "HelloAck MSeq/MSeqAck must be 0 (got %u/%u)", r->bsdh.mseq,
-                  r->bsdh.mseq_ack);
-  } else {
-    peer_rcv_sz_ = r->hah.act_rcv_sz;
-    peer_bufs_ = r->bsdh.bufs;
-    reserve_ = std::clamp<std::uint32_t>(peer_bufs_ / 2, 1, cfg_.credit_reserve);
-    peer_max_adverts_ = std::max<std::uint8_t>(r->hah.max_adverts, 1);
+  } else if (setup_acceptable("HelloAck", "ActRcvSz", r->bsdh, r->hah.major, r->hah.minor,
+                              r->hah.act_rcv_sz, why)) {
+    adopt_peer_setup(r->hah.act_rcv_sz, r->bsdh.bufs, r->hah.max_adverts);
     stats_.messages_received[1]++;
     set_established();
     return true;
@@ -219,25 +230,10 @@ std::span<const std::uint8_t> Engine::accept(std::span<const std::uint8_t> pd) {
   char why[160];
   if (!r) {
     std::snprintf(why, sizeof why, "bad Hello: %s", r.error().text.data());
-  } else if (r->hh.major != kVersionMajor) {
-    std::snprintf(why, sizeof why, "Hello version %u.%u unsupported (need %u.x)", r->hh.major,
-                  r->hh.minor, kVersionMajor);
-  } else if (r->hh.local_rcv_sz < kMinRecvSize) {
-    std::snprintf(why, sizeof why, "Hello LocalRcvSz %u below the %u-byte minimum",
-                  r->hh.local_rcv_sz, kMinRecvSize);
-  } else if (r->bsdh.bufs < 2) {
-    std::snprintf(why, sizeof why,
-                  "Hello advertises %u receive buffers: data needs at least 2 (CA4-82)",
-                  r->bsdh.bufs);
-  } else if (r->bsdh.mseq != 0 || r->bsdh.mseq_ack != 0) {
-    std::snprintf(why, sizeof why, "Hello MSeq/MSeqAck must be 0 (got %u/%u)", r->bsdh.mseq,
-                  r->bsdh.mseq_ack);
-  } else {
+  } else if (setup_acceptable("Hello", "LocalRcvSz", r->bsdh, r->hh.major, r->hh.minor,
+                              r->hh.local_rcv_sz, why)) {
     peer_hello_ = r->hh;
-    peer_rcv_sz_ = r->hh.local_rcv_sz;
-    peer_bufs_ = r->bsdh.bufs;
-    reserve_ = std::clamp<std::uint32_t>(peer_bufs_ / 2, 1, cfg_.credit_reserve);
-    peer_max_adverts_ = r->hh.max_adverts;
+    adopt_peer_setup(r->hh.local_rcv_sz, r->bsdh.bufs, r->hh.max_adverts);
     // Honour the requester's desired size for our buffers within what we allocate.
     std::uint32_t act = cfg_.recv_size;
     if (r->hh.des_rem_rcv_sz != 0)
@@ -529,11 +525,10 @@ IoResult Engine::send(std::span<const std::uint8_t> data, bool oob) {
     pump();
     return r;
   }
+  // With oob, only the last byte is urgent: if the ring takes part of the data, the urgent byte
+  // is marked when the caller sends the rest (oob again).
   r.bytes = copy_into_ring(data.data(), data.size(), oob);
   if (r.bytes == 0) r.error = EAGAIN;
-  if (oob && r.bytes != data.size()) {
-    // The urgent byte did not fit: it goes with a later send, like TCP's urgent pointer would.
-  }
   pump();
   return r;
 }
@@ -1023,8 +1018,7 @@ void Engine::handle_rdma_wr_compl(const wire::Message& m) {
 }
 
 void Engine::handle_sink_cancel_ack() {
-  if (!own_sink_.cancel_sent && !own_sink_.outstanding)
-    return violation("SinkCancelAck without a SinkAvailCancel");
+  // cancel_sent is cleared whenever the advert ends, so it also implies one is outstanding.
   if (!own_sink_.cancel_sent) return violation("SinkCancelAck without a SinkAvailCancel");
   release_own_sink_advert();
 }

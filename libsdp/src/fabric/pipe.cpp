@@ -1,5 +1,7 @@
 #include "sdp/pipe.hpp"
 
+#include "sdp/bytes.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -20,7 +22,7 @@ bool PipePair::connect(const Engine::HelloParams& p) {
   auto hello = active().connect(p);
   drain(0);
   // Credit monitor seeds: each side's first credits come from the other's Hello / HelloAck.
-  side_[1].mon_bufs = (std::uint32_t{hello[2]} << 8) | hello[3];
+  side_[1].mon_bufs = be::get16(hello.data() + 2);
   side_[0].mon_adv_bufs = side_[1].mon_bufs;
   // The REQ private data area: 92 bytes natively, 56 after the IP CM header.
   std::vector<std::uint8_t> req(p.compact ? wire::kIpCmPrivateDataSize : wire::kHelloMessageSize);
@@ -29,7 +31,7 @@ bool PipePair::connect(const Engine::HelloParams& p) {
   if (ack.empty()) return false;
   std::vector<std::uint8_t> rep(wire::kHelloAckMessageSize);
   std::copy(ack.begin(), ack.end(), rep.begin());
-  side_[0].mon_bufs = (std::uint32_t{ack[2]} << 8) | ack[3];
+  side_[0].mon_bufs = be::get16(ack.data() + 2);
   side_[1].mon_adv_bufs = side_[0].mon_bufs;
   drain(1);
   const bool ok = active().on_hello_ack(rep);
@@ -72,8 +74,7 @@ void PipePair::monitor_post(int side, const std::uint8_t* msg, std::uint32_t len
     error("side " + std::to_string(side) + " posted a SEND shorter than a BSDH");
     return;
   }
-  const std::uint32_t mseq = (std::uint32_t{msg[8]} << 24) | (std::uint32_t{msg[9]} << 16) |
-                             (std::uint32_t{msg[10]} << 8) | msg[11];
+  const std::uint32_t mseq = be::get32(msg + 8);
   if (mseq != s.mon_last_mseq + 1)
     error("side " + std::to_string(side) + " posted MSeq " + std::to_string(mseq) + " after " +
           std::to_string(s.mon_last_mseq));
@@ -86,9 +87,8 @@ void PipePair::monitor_post(int side, const std::uint8_t* msg, std::uint32_t len
       (mid == 0xFF || mid == 0xFE || mid == 0xFD) && len > wire::kBsdhSize + (mid == 0xFE   ? 16U
                                                                               : mid == 0xFD ? 20U
                                                                                             : 0U);
-  const std::uint32_t bufs = (std::uint32_t{msg[2]} << 8) | msg[3];
-  const std::uint32_t ack = (std::uint32_t{msg[12]} << 24) | (std::uint32_t{msg[13]} << 16) |
-                            (std::uint32_t{msg[14]} << 8) | msg[15];
+  const std::uint32_t bufs = be::get16(msg + 2);
+  const std::uint32_t ack = be::get32(msg + 12);
   // What the peer believes of this side's buffers before this message arrives.
   const std::int64_t believed = static_cast<std::int64_t>(s.mon_adv_bufs) -
                                 static_cast<std::int64_t>(s.mon_rx_mseq - s.mon_adv_ack);
@@ -248,11 +248,9 @@ void PipePair::complete(int i) {
       // Credit monitor: this side now knows the peer's Bufs and MSeqAck from this message.
       if (monitor_ && c.len >= wire::kBsdhSize) {
         const std::uint8_t* m = c.addr;
-        s.mon_bufs = (std::uint32_t{m[2]} << 8) | m[3];
-        s.mon_ack = (std::uint32_t{m[12]} << 24) | (std::uint32_t{m[13]} << 16) |
-                    (std::uint32_t{m[14]} << 8) | m[15];
-        s.mon_rx_mseq = (std::uint32_t{m[8]} << 24) | (std::uint32_t{m[9]} << 16) |
-                        (std::uint32_t{m[10]} << 8) | m[11];
+        s.mon_bufs = be::get16(m + 2);
+        s.mon_ack = be::get32(m + 12);
+        s.mon_rx_mseq = be::get32(m + 8);
       }
       s.engine.on_recv(c.wr_id, c.len);
       break;
