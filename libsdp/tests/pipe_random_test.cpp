@@ -116,3 +116,12 @@ INSTANTIATE_TEST_SUITE_P(Seeds, RandomPair,
 
 }  // namespace
 }  // namespace sdp
+
+namespace sdp {
+namespace {
+// Seeds that once failed in a long soak: 3655 and 5468 stalled a peer whose reserve exceeded the
+// credit-update threshold; 6209 lost a SrcAvail that crossed a SinkAvail the source found stale.
+INSTANTIATE_TEST_SUITE_P(Regressions, RandomPair,
+                         ::testing::Values<std::uint64_t>(3655, 5468, 6209));
+}  // namespace
+}  // namespace sdp

@@ -396,15 +396,15 @@ class Engine {
   std::array<std::uint8_t, wire::kHelloAckMessageSize> cm_buf_{};
 
   // Credits / sequence
-  std::uint32_t tx_mseq_ = 0;     // MSeq of the last message we sent
-  std::uint32_t rx_mseq_ = 0;     // MSeq of the last message we received
-  std::uint32_t peer_bufs_ = 0;   // Bufs from the peer's last BSDH
-  std::uint32_t peer_ack_ = 0;    // MSeqAck from the peer's last BSDH
-  std::uint32_t adv_bufs_ = 0;    // Bufs we last advertised
-  std::uint32_t adv_ack_ = 0;     // MSeqAck we last sent
-  std::uint32_t rx_posted_ = 0;   // receives posted and not completed
-  std::uint32_t reserve_ = 0;     // credits data leaves for control messages
-  std::uint32_t updates_rx_ = 0;  // credit updates received since our last message
+  std::uint32_t tx_mseq_ = 0;          // MSeq of the last message we sent
+  std::uint32_t rx_mseq_ = 0;          // MSeq of the last message we received
+  std::uint32_t peer_bufs_ = 0;        // Bufs from the peer's last BSDH
+  std::uint32_t peer_ack_ = 0;         // MSeqAck from the peer's last BSDH
+  std::uint32_t adv_bufs_ = 0;         // Bufs we last advertised
+  std::uint32_t adv_ack_ = 0;          // MSeqAck we last sent
+  std::uint32_t rx_posted_ = 0;        // receives posted and not completed
+  std::uint32_t reserve_ = 0;          // credits data leaves for control messages
+  std::int64_t update_threshold_ = 0;  // see maybe_credit_update()
 
   // Memory
   std::unique_ptr<std::uint8_t[]> rx_mem_, tx_mem_, ctrl_mem_, stg_mem_;

@@ -99,6 +99,9 @@ std::string_view action_name(ActionType t) noexcept {
 
 Engine::Engine(Role role, const EngineConfig& cfg) : role_(role), cfg_(cfg) {
   check_config(cfg_);
+  const std::int64_t b = cfg_.recv_bufs;
+  update_threshold_ =
+      std::max<std::int64_t>(b / 2, std::min<std::int64_t>(cfg_.credit_reserve, b - 2));
   actions_.reserve(64);
 }
 
@@ -304,7 +307,6 @@ void Engine::post_tx(std::uint8_t* buf, std::uint32_t len, std::uint64_t wr_id, 
   put32(buf + 12, rx_mseq_);
   adv_bufs_ = bufs;
   adv_ack_ = rx_mseq_;
-  updates_rx_ = 0;
   stats_.messages_sent[mid]++;
   last_activity_ms_ = now_ms_;
   emit({ActionType::PostSend, 0, solicited, len, wr_id, buf, 0, 0});
@@ -325,21 +327,18 @@ bool Engine::post_ctrl(wire::Mid mid, const wire::ExtHeader& ext, std::uint8_t f
   return true;
 }
 
-// A credit update (empty Data) goes out when the peer knows of fewer buffers than we have posted
-// and either it may be stalled (it cannot send data at or below its reserve, which we do not know:
-// we assume ours) or the gap reaches half our buffers. Once our application has read everything,
-// the gap is at least half whenever the peer is down to half our buffers, so a peer whose reserve
-// is at most that (ours: reserve_ <= peer Bufs / 2; OFED 2, gen1 3) never stalls. Buffers that
-// only the peer's own credit updates consumed do not count, so that two engines never answer each
-// other's updates forever.
+// A credit update (empty Data) goes out when it gives the peer at least 2 credits it does not know
+// of and the peer believes it has at most T credits, T = max(B / 2, min(credit_reserve, B − 2))
+// for our B receive buffers:
+//  - no stall: a peer whose data reserve is at most T gets an update whenever it is stuck and our
+//    application has read everything (then posted = B, and B − T >= 2). Our own engines keep a
+//    reserve <= B / 2; OFED's 2 and gen1's 3 fit once B >= 4 or 6.
+//  - no ping-pong: a received update leaves a gap of exactly 1 (the buffer it used), which is
+//    not enough to answer it.
 void Engine::maybe_credit_update() {
   if (state_ != State::Established) return;
   const std::int64_t believed = peer_believed_credits();
-  const auto posted = static_cast<std::int64_t>(rx_posted_);
-  const std::int64_t gap = posted - believed;
-  if (gap - static_cast<std::int64_t>(updates_rx_) < 1) return;
-  const std::int64_t half = std::max<std::int64_t>(1, cfg_.recv_bufs / 2);
-  if (believed > cfg_.credit_reserve && gap < half) return;
+  if (static_cast<std::int64_t>(rx_posted_) - believed < 2 || believed > update_threshold_) return;
   if (send_credits() < 1) return;  // with exactly 1, this message adds credits: allowed
   if (post_ctrl(wire::Mid::Data, std::monostate{})) stats_.credit_updates_sent++;
 }
@@ -784,7 +783,6 @@ bool Engine::accept_stream_payload(std::uint32_t slot, const wire::Message& m,
 
 void Engine::handle_data(std::uint32_t slot, const wire::Message& m) {
   if (m.payload.empty()) {  // credit update
-    ++updates_rx_;
     post_recv(slot);
     return;
   }
@@ -803,16 +801,19 @@ void Engine::handle_src_avail(std::uint32_t slot, const wire::Message& m) {
   if (rx_mode_ == wire::Mode::Buffered)
     return violation("SrcAvail while our receive half is Buffered");
   if (peer_src_.active) return violation("second SrcAvail while one is outstanding");
-  if (own_sink_.outstanding) {
-    // Crossing adverts: our SinkAvail invalidates this SrcAvail at the source; drop it.
-    post_recv(slot);
-    return;
-  }
   if (rx_mode_ == wire::Mode::Combined && inl == 0)
     return violation("Combined-mode SrcAvail without inline data");
   if (rx_mode_ == wire::Mode::Pipelined && inl != 0)
     return violation("Pipelined-mode SrcAvail with %u inline bytes", inl);
   if (h.len <= inl) return violation("SrcAvail Len %u leaves nothing to read", h.len);
+  if (own_sink_.outstanding) {
+    // Crossing adverts (Pipelined, so no inline bytes are lost): we drop the SrcAvail and say so
+    // with SendSm. A source that took our SinkAvail has already ended this advert and ignores
+    // the SendSm; one that found our SinkAvail stale sends the rest by BCopy.
+    post_recv(slot);
+    pend_.set(PendingCtrl::kSendSm);
+    return;
+  }
   sink_flow_ = true;
   if (inl != 0) {
     push_rx(rx_mem_.get() + std::size_t{slot} * rx_buf_size_ + wire::kBsdhSize +
