@@ -14,6 +14,7 @@
 // advert with remote access, and deregistered as soon as the grant ends.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -332,14 +333,18 @@ class Engine {
   void post_tx(std::uint8_t* buf, std::uint32_t len, std::uint64_t wr_id, std::uint8_t mid,
                std::uint8_t flags, bool solicited);
   void post_pending_ctrl();
-  bool post_data_slots();
+  void post_data_slots();
+  void post_data_slot();
   void maybe_credit_update();
   // What the peer believes of our buffers: our last Bufs − (its MSeq since our last MSeqAck).
   std::int64_t peer_believed_credits() const noexcept {
     return static_cast<std::int64_t>(adv_bufs_) -
            static_cast<std::int64_t>(static_cast<std::uint32_t>(rx_mseq_ - adv_ack_));
   }
-  std::uint32_t max_payload() const noexcept;
+  std::uint32_t max_payload() const noexcept {
+    return std::min(peer_rcv_sz_, cfg_.send_slot_size) -
+           static_cast<std::uint32_t>(wire::kBsdhSize);
+  }
   void handle_message(std::uint32_t slot, std::span<const std::uint8_t> msg);
   void handle_data(std::uint32_t slot, const wire::Message& m);
   void handle_src_avail(std::uint32_t slot, const wire::Message& m);

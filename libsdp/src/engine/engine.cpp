@@ -288,10 +288,6 @@ bool Engine::send_credit_ok(bool data) const noexcept {
   return c >= 2 || (c == 1 && static_cast<std::int64_t>(rx_posted_) > peer_believed_credits());
 }
 
-std::uint32_t Engine::max_payload() const noexcept {
-  return std::min(peer_rcv_sz_, cfg_.send_slot_size) - static_cast<std::uint32_t>(wire::kBsdhSize);
-}
-
 void Engine::post_tx(std::uint8_t* buf, std::uint32_t len, std::uint64_t wr_id, std::uint8_t mid,
                      std::uint8_t flags, bool solicited) {
   const std::int64_t c = send_credits();
@@ -436,8 +432,20 @@ bool Engine::tx_idle() const noexcept {
   return tx_post_ == tx_fill_ && open_len() == 0 && !zs_.active;
 }
 
-bool Engine::post_data_slots() {
-  bool posted = false;
+// Posts the sealed slot at tx_post_ as a Data message.
+void Engine::post_data_slot() {
+  TxSlot& s = tx_slots_[tx_post_ & tx_mask_];
+  std::uint8_t* buf = tx_mem_.get() + std::size_t{tx_post_ & tx_mask_} * cfg_.send_slot_size;
+  post_tx(buf, s.len + static_cast<std::uint32_t>(wire::kBsdhSize), kTagData | tx_post_, 0xFF,
+          s.flags, (s.flags & wire::flags::kOobPres) != 0);
+  stats_.bytes_sent += s.len;
+  stats_.bcopy_bytes_sent += s.len;
+  ++data_msgs_sent_;
+  peer_sink_.valid = false;  // a Data message consumes the peer's pending SinkAvail
+  ++tx_post_;
+}
+
+void Engine::post_data_slots() {
   for (;;) {
     if (zs_.advertised || zs_.writing) break;  // the stream continues after the advert
     if (!send_credit_ok(true)) break;          // queued bytes keep coalescing meanwhile
@@ -445,18 +453,8 @@ bool Engine::post_data_slots() {
       if (open_len() == 0) break;
       ++tx_fill_;  // credits are here: send the partly filled slot now (no Nagle)
     }
-    TxSlot& s = tx_slots_[tx_post_ & tx_mask_];
-    std::uint8_t* buf = tx_mem_.get() + std::size_t{tx_post_ & tx_mask_} * cfg_.send_slot_size;
-    post_tx(buf, s.len + static_cast<std::uint32_t>(wire::kBsdhSize), kTagData | tx_post_, 0xFF,
-            s.flags, (s.flags & wire::flags::kOobPres) != 0);
-    stats_.bytes_sent += s.len;
-    stats_.bcopy_bytes_sent += s.len;
-    ++data_msgs_sent_;
-    peer_sink_.valid = false;  // a Data message consumes the peer's pending SinkAvail
-    ++tx_post_;
-    posted = true;
+    post_data_slot();
   }
-  return posted;
 }
 
 // Posts whatever the credits allow, in protocol order. Called after every event, so each step
@@ -488,6 +486,23 @@ void Engine::pump() {
 }
 
 IoResult Engine::send(std::span<const std::uint8_t> data, bool oob) {
+  // Fast path, the common case of a small write on an idle stream: nothing queued or pending,
+  // a free slot and a data credit. Exactly what the general path below would do, minus the
+  // bookkeeping it needs for queued bytes.
+  const std::size_t n = data.size();
+  if (state_ == State::Established && !tx_shut_ && !oob && !zs_.active && pend_.bits == 0 &&
+      tx_post_ == tx_fill_ && n != 0 && n <= max_payload() &&
+      (cfg_.zcopy_threshold == 0 || n < cfg_.zcopy_threshold) && tx_fill_ - tx_done_ < tx_n_ &&
+      tx_slots_[tx_fill_ & tx_mask_].len == 0 && send_credit_ok(true)) {
+    TxSlot& slot = tx_slots_[tx_fill_ & tx_mask_];
+    std::memcpy(
+        tx_mem_.get() + std::size_t{tx_fill_ & tx_mask_} * cfg_.send_slot_size + wire::kBsdhSize,
+        data.data(), n);
+    slot.len = static_cast<std::uint32_t>(n);
+    ++tx_fill_;
+    post_data_slot();
+    return {n, 0, false, false};
+  }
   IoResult r{};
   switch (state_) {
     case State::Idle:
@@ -1118,7 +1133,12 @@ IoResult Engine::recv(std::span<std::uint8_t> out, bool peek) {
     if (n != 0) {
       if (peer_src_.active) start_rdma_reads();
       if (cfg_.sink_adverts) maybe_advertise_sink();
-      pump();
+      // Reposted buffers change only what we can tell the peer: a credit update, or a control
+      // message (DisConn included) that was waiting to be allowed to use our last credit.
+      if (pend_.any() || (tx_shut_ && !tx_disconn_sent_))
+        pump();
+      else
+        maybe_credit_update();
     }
   }
   if (n == 0 && !out.empty()) {
