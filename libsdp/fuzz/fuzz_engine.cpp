@@ -114,7 +114,7 @@ struct Peer {
       sdp::be::put32(msg.data() + 8, ++mseq);
       sdp::be::put32(msg.data() + 12, last_mseq);
     }
-    std::memcpy(r.addr, msg.data(), msg.size());
+    if (!msg.empty()) std::memcpy(r.addr, msg.data(), msg.size());
     if (msg.size() >= 16 && e.state() == sdp::State::Established) {
       // What the engine will believe after this message, if it accepts it.
       peer_bufs = sdp::be::get16(msg.data() + 2);
@@ -237,6 +237,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 9:
         if (op & 0x80) {
           e.abort("fuzz");
+          peer.pump();
+        } else if (op & 0x40) {  // a receive completion the engine may not have posted
+          e.on_recv(in.u8(), in.u16());
           peer.pump();
         } else {  // a bogus completion id must not crash either
           e.on_send_complete(in.u32());

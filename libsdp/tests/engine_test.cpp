@@ -885,6 +885,18 @@ TEST(Keepalive, FiresAfterIdleTimeAndTrafficRestartsIt) {
   EXPECT_EQ(h.count(ActionType::Keepalive), 2U);
 }
 
+TEST(Bindings, ACompletionForABufferNotPostedResetsInsteadOfCorrupting) {
+  Harness h(Role::Passive, small_cfg());
+  ASSERT_TRUE(h.establish());
+  const Action r = h.recvs.front();
+  h.send_peer(Mid::Data, std::monostate{}, bytes_of("x"));  // completes buffer r.id
+  h.e.on_recv(r.id, 17);                                    // the same buffer again
+  h.pump();
+  EXPECT_EQ(h.e.state(), State::Reset);
+  EXPECT_EQ(h.e.reset_cause(), ResetCause::TransportError);
+  EXPECT_NE(h.e.reset_reason().find("not posted"), std::string_view::npos);
+}
+
 TEST(Config, RejectsNonsense) {
   EngineConfig c;
   c.recv_bufs = 2;

@@ -413,7 +413,8 @@ class Engine {
 
   // Memory
   std::unique_ptr<std::uint8_t[]> rx_mem_, tx_mem_, ctrl_mem_, stg_mem_;
-  std::uint32_t rx_buf_size_ = 0;  // physical size of each receive buffer
+  std::uint32_t rx_buf_size_ = 0;             // physical size of each receive buffer
+  std::vector<std::uint8_t> rx_slot_posted_;  // 1 while a receive buffer is posted
   std::vector<TxSlot> tx_slots_;
   std::uint32_t tx_n_ = 0, tx_mask_ = 0;  // send ring size (a power of two) and its mask
   std::uint32_t tx_done_ = 0, tx_post_ = 0, tx_fill_ = 0;  // data ring counters

@@ -134,6 +134,7 @@ void Engine::post_initial_recvs() {
     emit({ActionType::RegisterRegion, access::kLocal, false, static_cast<std::uint32_t>(stg_bytes),
           kRegionStaging, stg_mem_.get(), 0, 0});
   }
+  rx_slot_posted_.assign(cfg_.recv_bufs, 0);
   rxq_.assign(std::bit_ceil(cfg_.recv_bufs + stg_chunks_ + 2U), RxEntry{});
   rxq_mask_ = static_cast<std::uint32_t>(rxq_.size() - 1);
   reads_.assign(std::bit_ceil(stg_chunks_ + 1U), InflightRead{});
@@ -144,6 +145,7 @@ void Engine::post_initial_recvs() {
 void Engine::post_recv(std::uint32_t slot) {
   emit({ActionType::PostRecv, 0, false, rx_buf_size_, slot,
         rx_mem_.get() + std::size_t{slot} * rx_buf_size_, 0, 0});
+  rx_slot_posted_[slot] = 1;
   ++rx_posted_;
 }
 
@@ -653,11 +655,13 @@ bool Engine::zcopy_busy() const noexcept {
 
 void Engine::on_recv(std::uint64_t wr_id, std::uint32_t byte_len) {
   if (state_ != State::Established) return;  // flushed after close/reset
-  if (wr_id >= cfg_.recv_bufs) {
-    do_reset(ResetCause::TransportError, "receive completion for an unknown buffer", false);
+  if (wr_id >= cfg_.recv_bufs || rx_slot_posted_[wr_id] == 0) {
+    do_reset(ResetCause::TransportError, "receive completion for a buffer that is not posted",
+             false);
     return;
   }
   const auto slot = static_cast<std::uint32_t>(wr_id);
+  rx_slot_posted_[slot] = 0;
   --rx_posted_;
   last_activity_ms_ = now_ms_;
   if (byte_len > local_rcv_sz_) {
