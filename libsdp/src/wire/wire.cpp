@@ -244,17 +244,23 @@ Error parse_hh(const std::uint8_t* p, bool compact, HelloHeader& hh) noexcept {
   return Error{};
 }
 
-// Encode side: an error when a field does not fit its 4-bit wire field.
-Error check_hh_encodable(const HelloHeader& hh) noexcept {
-  if (!nibble_ok(hh.major) || !nibble_ok(hh.minor)) {
-    return make_error(Errc::BadField, 16, "HH version %u.%u does not fit 4-bit fields",
-                      unsigned{hh.major}, unsigned{hh.minor});
+// Encode side: an error when a field does not fit its 4-bit wire field (HH and HAH share the
+// layout of their first two bytes).
+Error check_nibbles(const char* what, std::uint8_t major, std::uint8_t minor,
+                    std::uint8_t ip_version, std::uint8_t cap_bits) noexcept {
+  if (!nibble_ok(major) || !nibble_ok(minor)) {
+    return make_error(Errc::BadField, 16, "%s version %u.%u does not fit 4-bit fields", what,
+                      unsigned{major}, unsigned{minor});
   }
-  if (!nibble_ok(hh.ip_version) || !nibble_ok(hh.cap)) {
-    return make_error(Errc::BadField, 17, "HH.IPVer %u / Cap 0x%x do not fit 4-bit fields",
-                      unsigned{hh.ip_version}, unsigned{hh.cap});
+  if (!nibble_ok(ip_version) || !nibble_ok(cap_bits)) {
+    return make_error(Errc::BadField, 17, "%s.IPVer %u / Cap 0x%x do not fit 4-bit fields", what,
+                      unsigned{ip_version}, unsigned{cap_bits});
   }
   return Error{};
+}
+
+Error check_hh_encodable(const HelloHeader& hh) noexcept {
+  return check_nibbles("HH", hh.major, hh.minor, hh.ip_version, hh.cap);
 }
 
 // Writes the HH at p + 16 (76 bytes, or 16 when compact), reserved bytes zero.
@@ -275,15 +281,7 @@ void write_hh(std::uint8_t* p, const HelloHeader& hh, bool compact) noexcept {
 }
 
 Error check_hah_encodable(const HelloAckHeader& hah) noexcept {
-  if (!nibble_ok(hah.major) || !nibble_ok(hah.minor)) {
-    return make_error(Errc::BadField, 16, "HAH version %u.%u does not fit 4-bit fields",
-                      unsigned{hah.major}, unsigned{hah.minor});
-  }
-  if (!nibble_ok(hah.ip_version) || !nibble_ok(hah.cap)) {
-    return make_error(Errc::BadField, 17, "HAH.IPVer %u / Cap 0x%x do not fit 4-bit fields",
-                      unsigned{hah.ip_version}, unsigned{hah.cap});
-  }
-  return Error{};
+  return check_nibbles("HAH", hah.major, hah.minor, hah.ip_version, hah.cap);
 }
 
 void write_hah(std::uint8_t* p, const HelloAckHeader& hah) noexcept {
