@@ -983,6 +983,8 @@ void Engine::handle_sink_avail(std::uint32_t slot, const wire::Message& m) {
     // A fresh SinkAvail invalidates our SrcAvail (the sink dropped it): continue by WRITE.
     zs_.done = zs_.adv_off + zs_.adv_inline + zs_.reported;
     zcopy_end_grant();
+  } else if (zs_.adv_pending) {
+    zcopy_end_grant();  // the SrcAvail was not sent yet: write into the window instead
   }
 }
 
