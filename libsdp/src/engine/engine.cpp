@@ -669,7 +669,12 @@ void Engine::on_recv(std::uint64_t wr_id, std::uint32_t byte_len) {
     return;
   }
   handle_message(slot, {rx_mem_.get() + std::size_t{slot} * rx_buf_size_, byte_len});
-  pump();
+  // New credits matter only to work that waits; with none, all that is left is a credit update.
+  if (tx_post_ != tx_fill_ || open_len() != 0 || pend_.any() || zs_.active || want_pipelined_ ||
+      (tx_shut_ && !tx_disconn_sent_))
+    pump();
+  else
+    maybe_credit_update();
 }
 
 void Engine::handle_message(std::uint32_t slot, std::span<const std::uint8_t> msg) {
