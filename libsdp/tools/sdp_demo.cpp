@@ -36,7 +36,7 @@ std::uint32_t crc(const std::vector<std::uint8_t>& v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App cli{
       "sdp-demo: moves a byte stream each way through an SDP connection over the in-memory pipe\n"
       "fabric (two sans-I/O engines joined by a simulated RC queue pair) and reports the wire\n"
@@ -48,7 +48,9 @@ int main(int argc, char** argv) {
   bool json = false;
   bool compact = false;
   bool pipelined = false;
-  cli.add_option("-b,--bytes", bytes, "bytes to send in each direction")->capture_default_str();
+  cli.add_option("-b,--bytes", bytes, "bytes to send in each direction (at most 1 GiB)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30));
   cli.add_option("-z,--zcopy-threshold", zthresh, "writes of at least this size use ZCopy (0: off)")
       ->capture_default_str();
   cli.add_option("-r,--recv-bufs", recv_bufs, "receive buffers per side (= max credits)")
@@ -124,4 +126,13 @@ int main(int argc, char** argv) {
                res.ok ? "yes" : "NO", bytes, rep.crc32());
   }
   return res.ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // e.g. an engine configuration the engine refuses
+    std::fprintf(stderr, "sdp-demo: %s\n", e.what());
+    return 2;
+  }
 }
