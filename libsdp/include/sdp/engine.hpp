@@ -40,7 +40,8 @@ struct EngineConfig {
   // rounded up to a power of two.
   std::uint16_t send_slots = 16;
   std::uint32_t send_slot_size = 65552;
-  // Credits kept back from data for control messages (data needs credits > reserve).
+  // Credits kept back from data for control messages (data needs credits > reserve). Lowered
+  // for a peer with few buffers to max(1, peer's Hello Bufs / 2), so that data can always flow.
   std::uint16_t credit_reserve = 2;
   // A write of at least this many bytes goes by ZCopy (SrcAvail / RDMA); 0 turns ZCopy off.
   std::uint32_t zcopy_threshold = 64 * 1024;
@@ -208,6 +209,8 @@ class Engine {
 
   // --- actions -----------------------------------------------------------------------------
   // Actions emitted so far, in order. The binding executes them, then calls clear_actions().
+  // Engine calls made while executing them (on_region_registered, typically) append to the list:
+  // walk it by index and clear once at the end (PipePair::drain shows how).
   std::span<const Action> actions() const noexcept { return actions_; }
   void clear_actions() noexcept { actions_.clear(); }
 
