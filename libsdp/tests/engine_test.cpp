@@ -288,6 +288,41 @@ TEST(BCopy, BackpressureWhenTheSendRingIsFull) {
   EXPECT_TRUE(h.e.writable());
 }
 
+TEST(BCopy, SelectiveSignallingCompletesEarlierSendsTogether) {
+  EngineConfig c = small_cfg();
+  c.send_slots = 16;
+  Harness h(Role::Active, c);
+  h.hold_sends = true;
+  ASSERT_TRUE(h.establish(32, 4096));
+  for (int i = 0; i < 10; ++i) {
+    h.e.send(pattern(10));
+    h.pump();
+  }
+  std::vector<bool> signaled;
+  std::vector<std::uint64_t> ids;
+  for (const auto& a : h.actions)
+    if (a.type == ActionType::PostSend) {
+      signaled.push_back(a.signaled);
+      ids.push_back(a.id);
+    }
+  ASSERT_EQ(signaled.size(), 10U);
+  // Every 8th send, and every send once half the ring waits for a completion.
+  const std::vector<bool> want = {false, false, false, false, false,
+                                  false, false, true,  true,  true};
+  EXPECT_EQ(signaled, want);
+  // The 8th send's completion frees the seven unsignaled ones before it too.
+  h.unacked_sends.clear();
+  h.e.on_send_complete(ids[7]);
+  h.pump();
+  EXPECT_EQ(h.e.state(), State::Established);
+  for (int i = 0; i < 14; ++i) h.e.send(pattern(10));  // 6 + 8 freed = 14 slots' worth
+  h.pump();
+  EXPECT_EQ(h.count(ActionType::PostSend), 24U);
+  // A completion for a send that is not in flight is a binding error, not silent corruption.
+  h.e.on_send_complete(ids[3]);
+  EXPECT_EQ(h.e.state(), State::Reset);
+}
+
 TEST(BCopy, ReassemblyAndPartialReadsRepostOnlyConsumedBuffers) {
   Harness h(Role::Passive, small_cfg());
   ASSERT_TRUE(h.establish(8, 4096));

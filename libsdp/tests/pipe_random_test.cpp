@@ -120,8 +120,9 @@ INSTANTIATE_TEST_SUITE_P(Seeds, RandomPair,
 namespace sdp {
 namespace {
 // Seeds that once failed in a long soak: 3655 and 5468 stalled a peer whose reserve exceeded the
-// credit-update threshold; 6209 lost a SrcAvail that crossed a SinkAvail the source found stale.
+// credit-update threshold; 6209 lost a SrcAvail that crossed a SinkAvail the source found stale;
+// 37118 sent inline bytes in a SrcAvail decided before its ModeChange to Pipelined went out.
 INSTANTIATE_TEST_SUITE_P(Regressions, RandomPair,
-                         ::testing::Values<std::uint64_t>(3655, 5468, 6209));
+                         ::testing::Values<std::uint64_t>(3655, 5468, 6209, 37118));
 }  // namespace
 }  // namespace sdp

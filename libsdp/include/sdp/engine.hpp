@@ -89,7 +89,7 @@ enum class ActionType : std::uint8_t {
   RegisterRegion,    // region id, addr, len, remote flags; remote ones need on_region_registered
   DeregisterRegion,  // region id
   PostRecv,          // wr_id, addr, len
-  PostSend,          // wr_id, addr, len, solicited
+  PostSend,          // wr_id, addr, len, solicited, signaled
   RdmaRead,          // wr_id, local addr, len, remote va, rkey
   RdmaWrite,         // wr_id, local addr, len, remote va, rkey
   Keepalive,         // zero-length unsignalled RDMA WRITE (no SGE, VA/R_Key 0)
@@ -116,6 +116,9 @@ struct Action {
   std::uint8_t* addr = nullptr;
   std::uint64_t remote_va = 0;
   std::uint32_t rkey = 0;
+  // PostSend: ask for a send completion. Unsignaled sends get none; on an RC QP the completion
+  // of a signaled send also completes every send posted before it (on_send_complete frees them).
+  bool signaled = true;
 };
 
 // Why a connection was reset, in the errno spirit of the socket layer.
@@ -176,6 +179,7 @@ class Engine {
 
   // --- completions from the fabric ---------------------------------------------------------
   void on_recv(std::uint64_t wr_id, std::uint32_t byte_len);
+  // A signaled send finished: it and every send posted before it are complete.
   void on_send_complete(std::uint64_t wr_id);
   void on_rdma_complete(std::uint64_t wr_id);  // RDMA READ or WRITE we posted finished
   void on_completion_error(std::uint64_t wr_id, std::string_view what);
@@ -334,10 +338,11 @@ class Engine {
   bool send_credit_ok(bool data) const noexcept;
   bool post_ctrl(wire::Mid mid, const wire::ExtHeader& ext, std::uint8_t flags = 0);
   void post_tx(std::uint8_t* buf, std::uint32_t len, std::uint64_t wr_id, std::uint8_t mid,
-               std::uint8_t flags, bool solicited);
+               std::uint8_t flags, bool solicited, bool signaled = true);
   void post_pending_ctrl();
   void post_data_slots();
   void post_data_slot();
+  bool data_send_signaled() const noexcept;
   void maybe_credit_update();
   // What the peer believes of our buffers: our last Bufs − (its MSeq since our last MSeqAck).
   std::int64_t peer_believed_credits() const noexcept {

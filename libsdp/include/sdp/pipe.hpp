@@ -75,7 +75,7 @@ class PipePair {
   bool peer_rdma_write(int side, std::uint64_t va, std::uint32_t rkey,
                        std::span<const std::uint8_t> in);
   // Queues a raw SEND from `from` to its peer, bypassing `from`'s engine (a buggy or hostile
-  // peer). Its send completion is swallowed.
+  // peer). It is unsignaled: no send completion.
   void inject_send(int from, std::span<const std::uint8_t> msg);
 
  private:
@@ -124,6 +124,7 @@ class PipePair {
     std::uint32_t len;
     std::uint64_t remote_va;
     std::uint32_t rkey;
+    bool signaled = true;  // Send: produce a send completion
   };
   enum class CqType : std::uint8_t { SendDone, RecvDone, RdmaDone, Error, CmDisconnect };
   struct Cqe {

@@ -7,10 +7,6 @@
 
 namespace sdp {
 
-namespace {
-constexpr std::uint64_t kInjectedWrId = ~std::uint64_t{0};
-}  // namespace
-
 PipePair::PipePair(const EngineConfig& active_cfg, const EngineConfig& passive_cfg)
     : side_{Side(Role::Active, active_cfg), Side(Role::Passive, passive_cfg)} {}
 
@@ -137,7 +133,7 @@ void PipePair::drain_actions(int i) {
       case ActionType::PostSend:
         if (!local_ok(s, a.addr, a.len)) error("PostSend outside any registered region");
         if (monitor_) monitor_post(i, a.addr, a.len);
-        s.out.push_back({OpType::Send, a.id, a.addr, a.len, 0, 0});
+        s.out.push_back({OpType::Send, a.id, a.addr, a.len, 0, 0, a.signaled});
         break;
       case ActionType::RdmaRead:
       case ActionType::RdmaWrite:
@@ -194,7 +190,7 @@ void PipePair::deliver(int from) {
       std::memcpy(r.addr, op.addr, op.len);
       if (on_wire) on_wire(from, {op.addr, op.len});
       peer.cq.push_back({CqType::RecvDone, r.wr_id, op.len, r.addr});
-      s.cq.push_back({CqType::SendDone, op.wr_id, 0, nullptr});
+      if (op.signaled) s.cq.push_back({CqType::SendDone, op.wr_id, 0, nullptr});
       return;
     }
     case OpType::Read:
@@ -233,7 +229,7 @@ void PipePair::complete(int i) {
   if (s.dead) return;
   switch (c.type) {
     case CqType::SendDone:
-      if (c.wr_id != kInjectedWrId) s.engine.on_send_complete(c.wr_id);
+      s.engine.on_send_complete(c.wr_id);
       break;
     case CqType::RdmaDone:
       s.engine.on_rdma_complete(c.wr_id);
@@ -316,7 +312,7 @@ void PipePair::inject_send(int from, std::span<const std::uint8_t> msg) {
   injected_.emplace_back(msg.begin(), msg.end());
   auto& v = injected_.back();
   side_[from].out.push_back(
-      {OpType::Send, kInjectedWrId, v.data(), static_cast<std::uint32_t>(v.size()), 0, 0});
+      {OpType::Send, 0, v.data(), static_cast<std::uint32_t>(v.size()), 0, 0, false});
 }
 
 bool PipePair::peer_rdma_write(int side, std::uint64_t va, std::uint32_t rkey,
