@@ -376,6 +376,11 @@ class Engine {
   void violation(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
   void do_reset(ResetCause cause, std::string_view why, bool send_abort);
   void emit(const Action& a) { actions_.push_back(a); }
+  // An action with no buffer: state changes, keepalive, or a region id to deregister.
+  void emit_simple(ActionType t, std::uint64_t id = 0) {
+    emit({t, 0, false, 0, id, nullptr, 0, 0});
+  }
+  void finish_close();
   void set_established();
   void push_rx(std::uint8_t* data, std::uint32_t len, std::uint32_t slot);
   void start_rdma_reads();

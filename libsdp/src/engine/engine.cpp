@@ -127,7 +127,7 @@ void Engine::post_initial_recvs() {
   ctrl_mem_ = std::make_unique<std::uint8_t[]>(std::size_t{kCtrlSlots} * kCtrlSlotSize);
   emit({ActionType::RegisterRegion, access::kLocal, false, kCtrlSlots * kCtrlSlotSize, kRegionCtrl,
         ctrl_mem_.get(), 0, 0});
-  if (cfg_.zcopy_threshold != 0 || cfg_.accept_zcopy || cfg_.sink_adverts) {
+  if (cfg_.accept_zcopy || cfg_.sink_adverts) {  // staging serves the sink side only
     stg_chunks_ = cfg_.zcopy_staging / cfg_.zcopy_chunk;
     const std::size_t stg_bytes = std::size_t{stg_chunks_} * cfg_.zcopy_chunk;
     stg_mem_ = std::make_unique<std::uint8_t[]>(stg_bytes);
@@ -272,7 +272,7 @@ std::span<const std::uint8_t> Engine::accept(std::span<const std::uint8_t> pd) {
 void Engine::set_established() {
   state_ = State::Established;
   last_activity_ms_ = now_ms_;
-  emit({ActionType::Established, 0, false, 0, 0, nullptr, 0, 0});
+  emit_simple(ActionType::Established);
   if (cfg_.desired_peer_recv_size > peer_rcv_sz_) pend_.set(PendingCtrl::kChRcvBuf);
   pump();
 }
@@ -584,7 +584,7 @@ void Engine::zcopy_start_advert() {
 }
 
 void Engine::zcopy_end_grant() {
-  if (zs_.region != 0) emit({ActionType::DeregisterRegion, 0, false, 0, zs_.region, nullptr, 0, 0});
+  if (zs_.region != 0) emit_simple(ActionType::DeregisterRegion, zs_.region);
   zs_.region = 0;
   zs_.rkey_ready = false;
   zs_.advertised = false;
@@ -927,7 +927,7 @@ void Engine::on_rdma_complete(std::uint64_t wr_id) {
     zs_.done += zs_.write_len;
     stats_.bytes_sent += zs_.write_len;
     stats_.zcopy_bytes_sent += zs_.write_len;
-    emit({ActionType::DeregisterRegion, 0, false, 0, zs_.region, nullptr, 0, 0});
+    emit_simple(ActionType::DeregisterRegion, zs_.region);
     zs_.region = 0;
   } else {
     do_reset(ResetCause::TransportError, "RDMA completion with an unknown work request id", false);
@@ -1025,7 +1025,7 @@ void Engine::maybe_advertise_sink() {
 }
 
 void Engine::release_own_sink_advert() {
-  emit({ActionType::DeregisterRegion, 0, false, 0, own_sink_.region, nullptr, 0, 0});
+  emit_simple(ActionType::DeregisterRegion, own_sink_.region);
   --stg_tail_;  // the advert's chunk is the newest one: nothing was staged after it
   own_sink_.outstanding = false;
   own_sink_.cancel_sent = false;
@@ -1040,7 +1040,7 @@ void Engine::handle_rdma_wr_compl(const wire::Message& m) {
   if (n > own_sink_.len)
     return violation("RdmaWrCompl reports %u bytes for a %u-byte SinkAvail", n, own_sink_.len);
   if (rx_disconn_) return violation("RdmaWrCompl after the peer's DisConn");
-  emit({ActionType::DeregisterRegion, 0, false, 0, own_sink_.region, nullptr, 0, 0});
+  emit_simple(ActionType::DeregisterRegion, own_sink_.region);
   own_sink_.outstanding = false;
   own_sink_.cancel_sent = false;
   pend_.clear(PendingCtrl::kSinkAvailCancel);
@@ -1250,16 +1250,21 @@ void Engine::check_close_progress() {
   close_deadline_ms_ = now_ms_ + cfg_.disconnect_timeout_ms;
   if (disconn_first_) {
     dreq_sent_ = true;
-    emit({ActionType::CmDisconnect, 0, false, 0, 0, nullptr, 0, 0});
+    emit_simple(ActionType::CmDisconnect);
   }
+}
+
+// Ends a graceful close: our side of the CM exchange (DREQ, or DREP to theirs) if not sent yet.
+void Engine::finish_close() {
+  if (!dreq_sent_) emit_simple(ActionType::CmDisconnect);
+  dreq_sent_ = true;
+  state_ = State::Closed;
+  emit_simple(ActionType::Closed);
 }
 
 void Engine::on_cm_disconnect() {
   if (state_ == State::Closing) {
-    if (!dreq_sent_) emit({ActionType::CmDisconnect, 0, false, 0, 0, nullptr, 0, 0});  // DREP
-    dreq_sent_ = true;
-    state_ = State::Closed;
-    emit({ActionType::Closed, 0, false, 0, 0, nullptr, 0, 0});
+    finish_close();  // their DREQ (we answer DREP) or the DREP to ours
     return;
   }
   if (state_ == State::Established || state_ == State::HelloSent)
@@ -1328,27 +1333,22 @@ void Engine::do_reset(ResetCause cause, std::string_view why, bool send_abort) {
   reset_cause_ = cause;
   reset_reason_ = std::string(why);
   // Every grant to the peer ends now.
-  if (zs_.region != 0) emit({ActionType::DeregisterRegion, 0, false, 0, zs_.region, nullptr, 0, 0});
+  if (zs_.region != 0) emit_simple(ActionType::DeregisterRegion, zs_.region);
   zs_.region = 0;
-  if (own_sink_.outstanding)
-    emit({ActionType::DeregisterRegion, 0, false, 0, own_sink_.region, nullptr, 0, 0});
+  if (own_sink_.outstanding) emit_simple(ActionType::DeregisterRegion, own_sink_.region);
   own_sink_.outstanding = false;
   if (zs_.active) {
     zs_.active = false;
     emit({ActionType::ZcopyDone, 0, false, zs_.done, 0, const_cast<std::uint8_t*>(zs_.buf), 0, 0});
   }
-  if (connected) emit({ActionType::CmDisconnect, 0, false, 0, 0, nullptr, 0, 0});
-  emit({ActionType::Reset, 0, false, 0, 0, nullptr, 0, 0});
+  if (connected) emit_simple(ActionType::CmDisconnect);
+  emit_simple(ActionType::Reset);
 }
 
 void Engine::tick(std::uint64_t now_ms) {
   now_ms_ = now_ms;
   if (state_ == State::Closing && now_ms >= close_deadline_ms_) {
-    // The peer never finished the CM exchange: give up on it (OFED sends DREQ anyway).
-    if (!dreq_sent_) emit({ActionType::CmDisconnect, 0, false, 0, 0, nullptr, 0, 0});
-    dreq_sent_ = true;
-    state_ = State::Closed;
-    emit({ActionType::Closed, 0, false, 0, 0, nullptr, 0, 0});
+    finish_close();  // the peer never finished the CM exchange (OFED sends DREQ anyway)
     return;
   }
   if (state_ != State::Established) return;
@@ -1379,7 +1379,7 @@ void Engine::tick(std::uint64_t now_ms) {
     }
   }
   if (cfg_.keepalive_idle_ms != 0 && now_ms - last_activity_ms_ >= cfg_.keepalive_idle_ms) {
-    emit({ActionType::Keepalive, 0, false, 0, 0, nullptr, 0, 0});
+    emit_simple(ActionType::Keepalive);
     last_activity_ms_ = now_ms;
   }
   pump();
