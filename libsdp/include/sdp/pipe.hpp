@@ -150,8 +150,10 @@ class PipePair {
   };
 
   bool local_ok(Side& s, const std::uint8_t* addr, std::size_t len) const noexcept;
-  const Region* remote_region(const Side& s, std::uint64_t va, std::size_t len, std::uint32_t rkey,
-                              std::uint8_t need) const noexcept;
+  // The address `va` names inside a region `s` granted with R_Key `rkey` and the `need` rights
+  // for `len` bytes, or nullptr when RC would answer with a remote access error.
+  std::uint8_t* granted(const Side& s, std::uint64_t va, std::size_t len, std::uint32_t rkey,
+                        std::uint8_t need) const noexcept;
   void error(std::string msg);
   void drain_actions(int side);
   void deliver(int from);

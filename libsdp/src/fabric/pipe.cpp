@@ -47,13 +47,12 @@ bool PipePair::local_ok(Side& s, const std::uint8_t* addr, std::size_t len) cons
   return false;
 }
 
-const PipePair::Region* PipePair::remote_region(const Side& s, std::uint64_t va, std::size_t len,
-                                                std::uint32_t rkey,
-                                                std::uint8_t need) const noexcept {
+std::uint8_t* PipePair::granted(const Side& s, std::uint64_t va, std::size_t len,
+                                std::uint32_t rkey, std::uint8_t need) const noexcept {
   for (const Region& r : s.regions) {
     if (r.rkey != rkey || r.rkey == 0 || (r.access & need) != need) continue;
     const auto base = reinterpret_cast<std::uintptr_t>(r.addr);
-    if (va >= base && len <= r.len && va - base <= r.len - len) return &r;
+    if (va >= base && len <= r.len && va - base <= r.len - len) return r.addr + (va - base);
   }
   return nullptr;
 }
@@ -196,17 +195,16 @@ void PipePair::deliver(int from) {
     case OpType::Read:
     case OpType::Write: {
       const bool rd = op.type == OpType::Read;
-      const Region* r = peer.dead ? nullptr
-                                  : remote_region(peer, op.remote_va, op.len, op.rkey,
-                                                  rd ? access::kRemoteRead : access::kRemoteWrite);
-      if (r == nullptr) {
+      std::uint8_t* remote = peer.dead ? nullptr
+                                       : granted(peer, op.remote_va, op.len, op.rkey,
+                                                 rd ? access::kRemoteRead : access::kRemoteWrite);
+      if (remote == nullptr) {
         ++access_violations_;
         error(std::string("remote access error: RDMA ") + (rd ? "READ" : "WRITE") +
               " outside the peer's grant");
         s.cq.push_back({CqType::Error, op.wr_id, 0, nullptr});
         return;
       }
-      auto* remote = reinterpret_cast<std::uint8_t*>(static_cast<std::uintptr_t>(op.remote_va));
       if (rd)
         std::memcpy(op.addr, remote, op.len);
       else
@@ -301,10 +299,9 @@ void PipePair::tick(std::uint64_t now_ms) {
 
 bool PipePair::peer_rdma_read(int side, std::uint64_t va, std::uint32_t rkey,
                               std::span<std::uint8_t> out) {
-  const Region* r = remote_region(side_[side], va, out.size(), rkey, access::kRemoteRead);
-  if (r == nullptr) return false;
-  std::memcpy(out.data(), reinterpret_cast<std::uint8_t*>(static_cast<std::uintptr_t>(va)),
-              out.size());
+  const std::uint8_t* remote = granted(side_[side], va, out.size(), rkey, access::kRemoteRead);
+  if (remote == nullptr) return false;
+  std::memcpy(out.data(), remote, out.size());
   return true;
 }
 
@@ -317,10 +314,9 @@ void PipePair::inject_send(int from, std::span<const std::uint8_t> msg) {
 
 bool PipePair::peer_rdma_write(int side, std::uint64_t va, std::uint32_t rkey,
                                std::span<const std::uint8_t> in) {
-  const Region* r = remote_region(side_[side], va, in.size(), rkey, access::kRemoteWrite);
-  if (r == nullptr) return false;
-  std::memcpy(reinterpret_cast<std::uint8_t*>(static_cast<std::uintptr_t>(va)), in.data(),
-              in.size());
+  std::uint8_t* remote = granted(side_[side], va, in.size(), rkey, access::kRemoteWrite);
+  if (remote == nullptr) return false;
+  std::memcpy(remote, in.data(), in.size());
   return true;
 }
 
