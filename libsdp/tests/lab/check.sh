@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Judges one scenario of the lab suite from the files the guests left in OUT (see suite-a.sh,
+# suite-b.sh). Usage: check.sh OUT NAME. Exit 0 only when the scenario's outcome holds.
+set -u
+OUT=${1:?usage: check.sh OUT NAME}
+NAME=${2:?usage: check.sh OUT NAME}
+A=$OUT/a
+B=$OUT/b
+bad() { echo "FAIL $NAME: $*"; exit 1; }
+need() { [ -s "$1" ] || bad "missing $1 (the scenario did not run; see $OUT/a.out, $OUT/b.out)"; }
+rc_ok() { need "$1"; [ "$(cat "$1")" = 0 ] || bad "$2 exited $(cat "$1")"; }
+
+case "$NAME" in
+  bcopy_64m | zcopy_64m)
+    for f in $A/$NAME.sent $A/$NAME.recv $B/$NAME.sent $B/$NAME.recv; do need "$f"; done
+    rc_ok "$A/$NAME.rc" "sdpcat -l (host a)"
+    rc_ok "$B/$NAME.rc" "sdpcat (host b)"
+    [ "$(cat $A/$NAME.sent)" = "$(cat $B/$NAME.recv)" ] || bad "a->b sha256 differs"
+    [ "$(cat $B/$NAME.sent)" = "$(cat $A/$NAME.recv)" ] || bad "b->a sha256 differs"
+    [ "$(cat $A/$NAME.sent)" != "$(cat $A/$NAME.recv)" ] || bad "both directions carried the same bytes?"
+    for side in $A $B; do
+      zs=$(grep -o '"zcopy_bytes_sent": "[0-9]*"' "$side/$NAME.stats" | grep -o '[0-9]*' || echo 0)
+      bs=$(grep -o '"bytes_sent": "[0-9]*"' "$side/$NAME.stats" | head -1 | grep -o '[0-9]*' || echo 0)
+      if [ "$NAME" = zcopy_64m ]; then
+        [ "${zs:-0}" -gt $((bs / 2)) ] || bad "$side: only ${zs:-0} of $bs bytes went ZCopy"
+      else
+        [ "${zs:-0}" = 0 ] || bad "$side: ${zs} bytes went ZCopy with ZCopy off"
+      fi
+    done
+    echo "PASS $NAME: sha256 equal both ways ($(cat $A/$NAME.sent | cut -c1-16)…, $(cat $B/$NAME.sent | cut -c1-16)…), $(cat $B/$NAME.seconds 2>/dev/null) s"
+    ;;
+  messages_10k | concurrent_100 | refused | peer_killed)
+    need "$B/$NAME.txt"
+    cat "$B/$NAME.txt"
+    rc_ok "$B/$NAME.rc" "sdp-labcheck"
+    grep -q "^labcheck .*: PASS" "$B/$NAME.txt" || bad "no PASS verdict"
+    ;;
+  halfclose)
+    need "$A/$NAME.txt"; need "$B/$NAME.txt"
+    cat "$A/$NAME.txt" "$B/$NAME.txt"
+    rc_ok "$A/$NAME.rc" "halfclose-server"
+    rc_ok "$B/$NAME.rc" "halfclose client"
+    ;;
+  native)
+    need "$B/$NAME.rc"
+    echo "client: rc $(cat $B/native.rc), $(cat $B/native.ms 2>/dev/null) ms: $(cat $B/native.err)"
+    echo "server: rc $(cat $A/native.rc 2>/dev/null): $(cat $A/native.err 2>/dev/null)"
+    if [ "$(cat $B/native.rc)" = 0 ]; then
+      [ "$(cat $B/native.recvdata)" = "native hello" ] || bad "native: wrong data"
+      echo "PASS native: AF_IB with service ID 0x10000|port works here"
+    else
+      # rxe (RoCE) cannot resolve AF_IB addresses: the failure must be prompt and explained.
+      [ "$(cat $B/native.ms)" -lt 10000 ] || bad "native connect took $(cat $B/native.ms) ms to fail"
+      grep -q "connect to" "$B/native.err" || bad "native failure without a clear message"
+      echo "PASS native: not carried by this fabric, and the client says so promptly"
+    fi
+    ;;
+  *) bad "unknown scenario" ;;
+esac
+exit 0

@@ -1,0 +1,52 @@
+# Lab suite, host b (10.99.0.2): the clients. See suite-a.sh.
+set -u
+BIN=${LAB_BIN:?}
+X=${LAB_XFER_BYTES:-67108864}
+A=$LAB_PEER_IP
+
+xfer_client() {  # NAME PORT ZCOPY_THRESHOLD
+  local name=$1 port=$2 zc=$3
+  head -c "$X" /dev/urandom >/tmp/in
+  sha256sum </tmp/in | cut -d' ' -f1 >"$LAB_OUT/$name.sent"
+  lab_wait "$name.listening" 120 || return
+  local t0=$SECONDS
+  SDP_TRACE=$LAB_OUT/$name.trace timeout 600 "$BIN/sdpcat" -q --zcopy-threshold "$zc" --stats \
+    "$A" "$port" </tmp/in >/tmp/out 2>"$LAB_OUT/$name.stats"
+  echo $? >"$LAB_OUT/$name.rc"
+  echo $((SECONDS - t0)) >"$LAB_OUT/$name.seconds"
+  sha256sum </tmp/out | cut -d' ' -f1 >"$LAB_OUT/$name.recv"
+  rm -f /tmp/in /tmp/out
+}
+
+check() {  # NAME CMD...: runs sdp-labcheck, keeps its verdict line and exit code
+  local name=$1; shift
+  timeout 600 "$BIN/sdp-labcheck" "$@" >"$LAB_OUT/$name.txt" 2>&1
+  echo $? >"$LAB_OUT/$name.rc"
+}
+
+xfer_client bcopy_64m 5001 0
+xfer_client zcopy_64m 5002 65536
+
+if lab_wait testd.up 120; then
+  check messages_10k messages "$A" 7007 10000
+  check concurrent_100 concurrent "$A" 7007 100
+fi
+lab_signal echo.done
+check refused refused "$A" 5999 1000
+
+if lab_wait victim.up 120; then
+  check peer_killed reset "$A" 8009 "$LAB_SYNC/peer_killed.killed" 5000
+fi
+lab_signal peer_killed.done
+
+lab_wait halfclose.listening 120 && check halfclose halfclose "$A" 5007
+
+if lab_wait native.listening 120; then
+  t0=$(date +%s%N)
+  echo "native hello" | timeout 30 "$BIN/sdpcat" --native "$A" 5008 >"$LAB_OUT/native.recvdata" \
+    2>"$LAB_OUT/native.err"
+  echo $? >"$LAB_OUT/native.rc"
+  echo $(( ($(date +%s%N) - t0) / 1000000 )) >"$LAB_OUT/native.ms"
+fi
+lab_signal native.done
+exit 0
