@@ -10,6 +10,8 @@
 //   reset HOST PORT FLAG [MAX_MS] stream to a discard service until the peer is killed (the
 //                                 file FLAG appears when it is): ECONNRESET within MAX_MS of that;
 //                                 creates FLAG.streaming once the first bytes are sent
+//   abort HOST PORT [BYTES]       sends BYTES (default 65536), then closes abortively
+//                                 (SO_LINGER 0: AbortConn, then the CM DREQ)
 //   halfclose-server PORT         serves the two half-close scenarios below (one connection each)
 //   halfclose HOST PORT           (1) client shuts down its send side first, then still reads
 //                                 the server's reply; (2) the server shuts down first, the
@@ -257,6 +259,18 @@ int reset(const std::string& host, int port, const std::string& flag, double max
   }
 }
 
+int abort_client(const std::string& host, int port, int bytes) {
+  int s = connect_to(host, port);
+  if (s < 0) return fail("abort", std::string("connect: ") + std::strerror(errno));
+  std::vector<std::uint8_t> buf(static_cast<std::size_t>(bytes), 0x41);
+  if (!send_all(s, buf.data(), buf.size()))
+    return fail("abort", std::string("send: ") + std::strerror(errno));
+  linger l{1, 0};
+  sdp_setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  if (sdp_close(s) != 0) return fail("abort", std::string("close: ") + std::strerror(errno));
+  return pass("abort", "sent " + std::to_string(bytes) + " bytes, then closed with SO_LINGER 0");
+}
+
 int halfclose_server(int port) {
   auto ep = sdptool::resolve("", static_cast<std::uint16_t>(port), false, false);
   int l = sdp_socket(ep.domain, SOCK_STREAM, 0);
@@ -355,7 +369,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: sdp-labcheck messages HOST PORT [N] | concurrent HOST PORT [N] |\n"
                "       refused HOST PORT [MAX_MS] | reset HOST PORT FLAGFILE [MAX_MS] |\n"
-               "       halfclose-server PORT | halfclose HOST PORT\n");
+               "       abort HOST PORT [BYTES] | halfclose-server PORT | halfclose HOST PORT\n");
   return 2;
 }
 
@@ -375,6 +389,7 @@ int main(int argc, char** argv) {
     if (cmd == "refused") return refused(host, port, arg_int(4, 1000));
     if (cmd == "reset" && argc >= 5) return reset(host, port, argv[4], arg_int(5, 5000));
     if (cmd == "halfclose") return halfclose(host, port);
+    if (cmd == "abort") return abort_client(host, port, arg_int(4, 65536));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sdp-labcheck: %s\n", e.what());
     return 2;
