@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, rule, malformed-peer and randomized tests under the dev build and
-# under ASan+UBSan, then every libFuzzer target for a bounded time on its committed seed corpus.
-# FUZZ_SECONDS (default 60) bounds each fuzz target.
+# The whole test suite: unit, rule, malformed-peer and randomized tests and the capture checks
+# under the dev build and under ASan+UBSan; the lab tests (two soft-RoCE guests: SDP over real RC
+# queue pairs); then every libFuzzer target for a bounded time on its committed seed corpus.
+# FUZZ_SECONDS (default 60) bounds each fuzz target; LAB=0 skips the lab (not for CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+bash tools/lab/deps.sh
 JOBS=$(nproc)
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 
@@ -18,6 +20,11 @@ for preset in dev asan; do
   cmake --build --preset "$preset" -j "$JOBS"
   ctest --preset "$preset" -j "$JOBS"
 done
+
+if [ "${LAB:-1}" != 0 ]; then
+  echo "== lab: SDP over rxe in two guests (ctest --preset lab)"
+  ctest --preset lab
+fi
 
 echo "== fuzz (${FUZZ_SECONDS}s per target)"
 cmake --preset fuzz >/dev/null

@@ -202,6 +202,15 @@ int register_sock(std::shared_ptr<Sock> s) {
   return fd;
 }
 
+// Words for a failure to reach the RDMA stack at all.
+std::string fabric_error(const char* call, int e) {
+  std::string d = std::string(call) + ": " + std::strerror(e);
+  if (e == ENODEV || e == ENOENT)
+    d += " (no RDMA device: see ibv_devices; for soft-RoCE, `rdma link add rxe0 type rxe netdev "
+         "IFACE`)";
+  return d;
+}
+
 int default_timeout(const Sock& s, int flags, bool for_send) {
   if (s.nonblock || (flags & MSG_DONTWAIT) != 0) return 0;
   return for_send ? s.snd_timeout_ms : s.rcv_timeout_ms;
@@ -241,8 +250,14 @@ int sdp_bind(int fd, const sockaddr* addr, socklen_t len) {
   std::memcpy(&s->bound, addr, addr_len_for(addr->sa_family));
   // Bind for real now (as TCP does) so that EADDRINUSE comes from bind().
   auto l = std::make_unique<Listener>(s->opt, s->mode());
-  if (int e = l->init(s->fd); e != 0) return fail(e);
-  if (int e = l->bind(addr); e != 0) return fail(e == ENODEV ? EADDRNOTAVAIL : e);
+  if (int e = l->init(s->fd); e != 0) {
+    s->detail = fabric_error("rdma_create_event_channel", e);
+    return fail(e);
+  }
+  if (int e = l->bind(addr); e != 0) {
+    s->detail = fabric_error("rdma_bind_addr", e);
+    return fail(e == ENODEV ? EADDRNOTAVAIL : e);
+  }
   s->bound = l->local_addr();
   s->is_bound = true;
   s->lis = std::move(l);
@@ -260,12 +275,21 @@ int sdp_listen(int fd, int backlog) {
     sockaddr_storage any{};
     any.ss_family = static_cast<sa_family_t>(s->domain);
     auto l = std::make_unique<Listener>(s->opt, s->mode());
-    if (int e = l->init(s->fd); e != 0) return fail(e);
-    if (int e = l->bind(reinterpret_cast<sockaddr*>(&any)); e != 0) return fail(e);
+    if (int e = l->init(s->fd); e != 0) {
+      s->detail = fabric_error("rdma_create_event_channel", e);
+      return fail(e);
+    }
+    if (int e = l->bind(reinterpret_cast<sockaddr*>(&any)); e != 0) {
+      s->detail = fabric_error("rdma_bind_addr", e);
+      return fail(e);
+    }
     s->lis = std::move(l);
   }
   s->lis->options() = s->opt;
-  if (int e = s->lis->listen(backlog <= 0 ? 128 : backlog); e != 0) return fail(e);
+  if (int e = s->lis->listen(backlog <= 0 ? 128 : backlog); e != 0) {
+    s->detail = fabric_error("rdma_listen", e);
+    return fail(e);
+  }
   s->bound = s->lis->local_addr();
   return 0;
 }
@@ -322,7 +346,10 @@ int sdp_connect(int fd, const sockaddr* addr, socklen_t len) {
     s->lis.reset();  // the bound id was only there to reserve the address
   }
   auto c = std::make_unique<Connection>(sdp::Role::Active, s->opt, s->mode());
-  if (int e = c->init(s->fd); e != 0) return fail(e);
+  if (int e = c->init(s->fd); e != 0) {
+    s->detail = fabric_error("rdma_create_event_channel", e);
+    return fail(e);
+  }
   if (int e = c->start_connect(srcp, addr); e != 0) {
     s->detail = std::string("rdma_resolve_addr: ") + std::strerror(e);
     return fail(e);
