@@ -33,6 +33,7 @@ if lab_wait testd.up 120; then
 fi
 lab_signal echo.done
 check refused refused "$A" 5999 1000
+check unreachable unreachable 10.99.0.77 5999 10000
 
 if lab_wait victim.up 120; then
   check peer_killed reset "$A" 8009 "$LAB_SYNC/peer_killed.killed" 5000
