@@ -24,6 +24,8 @@ done
 if [ "${LAB:-1}" != 0 ]; then
   echo "== lab: SDP over rxe in two guests (ctest --preset lab)"
   ctest --preset lab
+  echo "== lab again with the ASan+UBSan build (8 MiB transfers)"
+  bash libsdp/tests/lab/run_suite.sh build/asan/libsdp build/asan/lab-sdp 8388608
 fi
 
 echo "== fuzz (${FUZZ_SECONDS}s per target)"

@@ -226,9 +226,17 @@ int concurrent(const std::string& host, int port, int n) {
     }
   }
   for (auto& c : cs) sdp_close(c.s);
-  return pass("concurrent", std::to_string(n) + " connections at once, " + std::to_string(kBytes) +
-                                " bytes echoed on each, " +
-                                std::to_string(static_cast<long>(ms_since(t0))) + " ms");
+  ::close(ep);
+  if (woken == 0) return fail("concurrent", "no descriptor ever reported readiness");
+  if (stalls != 0)
+    return fail("concurrent",
+                std::to_string(stalls) + " times a socket had work its descriptor did not report");
+  return pass("concurrent", std::to_string(n) +
+                                " connections at once (half in epoll, half in "
+                                "poll), " +
+                                std::to_string(kBytes) + " bytes echoed on each, " +
+                                std::to_string(static_cast<long>(ms_since(t0))) + " ms, " +
+                                std::to_string(woken) + " wakeups, no stall");
 }
 
 int refused(const std::string& host, int port, double max_ms) {
