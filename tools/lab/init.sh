@@ -50,7 +50,9 @@ mount -t devtmpfs devtmpfs /newroot/dev || fail "mount devtmpfs"
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /newroot/dev/pts || true
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm || true
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || fail "mount /tmp"
+# /tmp stays part of the overlay: the host's /tmp is visible (a clone under /tmp works), and
+# what a guest writes there lands in the tmpfs upper layer.
+chmod 1777 /newroot/tmp
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run || fail "mount /run"
 [ -f /newroot/lab/.lab/guest-run.sh ] || fail "/lab/.lab/guest-run.sh missing in the run share"
 

@@ -269,8 +269,8 @@ run() {
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
   case "$OUT" in
-    /tmp | /tmp/* | /run | /run/* | /dev | /dev/* | /proc/* | /sys/*)
-      die "the output dir $OUT is under /tmp, /run, /dev, /proc or /sys, which the guests replace with their own (set --out or LAB_WORK elsewhere)" ;;
+    /run | /run/* | /dev | /dev/* | /proc/* | /sys/*)
+      die "the output dir $OUT is under /run, /dev, /proc or /sys, which the guests replace with their own (set --out or LAB_WORK elsewhere)" ;;
   esac
   rm -rf "$OUT/.lab" "$OUT/sync" "$OUT/a" "$OUT/b"
   rm -f "$OUT"/a.out "$OUT"/b.out "$OUT"/a.rc "$OUT"/b.rc "$OUT"/console-a.log "$OUT"/console-b.log "$OUT"/wire.pcap "$OUT"/timing.txt
