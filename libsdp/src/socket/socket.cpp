@@ -120,10 +120,13 @@ struct Sock {
     for (;;) {
       progress();
       if (pred()) return 0;
-      if (spins > 0) {
+      // Bounded busy polling: the completion queue only (no system call), then sleep.
+      bool got = false;
+      while (!got && spins > 0 && conn) {
         --spins;
-        continue;
+        got = conn->poll_cq() > 0;
       }
+      if (got) continue;
       if (Clock::now() >= deadline) return EAGAIN;
       if (!poller) {
         poller = true;
@@ -533,8 +536,8 @@ int sdp_close(int fd) {
       c.engine().abort("close: linger time expired");
       c.run_actions();
     }
-    // Give the DREQ/DREP (or the AbortConn fence) a moment to leave before the QP goes.
-    s->wait(lk, 200, [&] { return false; });
+    // An abortive end sends its DREQ only after the AbortConn left (the fence, at most 500 ms).
+    s->wait(lk, 1000, [&] { return c.disconnect_done(); });
   }
   const int epfd = s->fd;
   s->conn.reset();

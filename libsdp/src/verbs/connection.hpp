@@ -94,6 +94,8 @@ class Connection {
   const Engine& engine() const noexcept { return engine_; }
   CmMode mode() const noexcept { return mode_; }
   std::uint64_t zcopy_done() const noexcept { return zcopy_done_; }
+  // Our part of the CM teardown is done: DREQ or DREP sent (or there is no connection).
+  bool disconnect_done() const noexcept { return disconnect_sent_ || id_ == nullptr; }
   bool engine_finished() const noexcept {
     return engine_.state() == State::Closed || engine_.state() == State::Reset;
   }

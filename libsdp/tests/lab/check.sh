@@ -29,7 +29,7 @@ case "$NAME" in
     done
     echo "PASS $NAME: sha256 equal both ways ($(cat $A/$NAME.sent | cut -c1-16)…, $(cat $B/$NAME.sent | cut -c1-16)…), $(cat $B/$NAME.seconds 2>/dev/null) s"
     ;;
-  messages_10k | concurrent_100 | refused | unreachable | peer_killed)
+  messages_10k | concurrent_100 | source | refused | unreachable | peer_killed)
     need "$B/$NAME.txt"
     cat "$B/$NAME.txt"
     rc_ok "$B/$NAME.rc" "sdp-labcheck"

@@ -13,6 +13,8 @@
 //   reset HOST PORT FLAG [MAX_MS] stream to a discard service until the peer is killed (the
 //                                 file FLAG appears when it is): ECONNRESET within MAX_MS of that;
 //                                 creates FLAG.streaming once the first bytes are sent
+//   source HOST PORT [BYTES]      reads BYTES (default 1 MiB) from sdp-testd's source service and
+//                                 checks its pattern (byte i = i mod 251), then closes early
 //   abort HOST PORT [BYTES]       sends BYTES (default 65536), then closes abortively
 //                                 (SO_LINGER 0: AbortConn, then the CM DREQ)
 //   halfclose-server PORT         serves the two half-close scenarios below (one connection each)
@@ -326,6 +328,28 @@ int reset(const std::string& host, int port, const std::string& flag, double max
   }
 }
 
+int source(const std::string& host, int port, int bytes) {
+  int s = connect_to(host, port);
+  if (s < 0) return fail("source", std::string("connect: ") + std::strerror(errno));
+  std::vector<std::uint8_t> buf(64 * 1024);
+  std::int64_t pos = 0;
+  while (pos < bytes) {
+    const auto want = static_cast<std::size_t>(
+        std::min<std::int64_t>(static_cast<std::int64_t>(buf.size()), bytes - pos));
+    const ssize_t r = sdp_recv(s, buf.data(), want, 0);
+    if (r <= 0)
+      return fail("source", "stream ended after " + std::to_string(pos) + " bytes: " +
+                                (r == 0 ? std::string("EOF") : sdptool::sdp_error(s, errno)));
+    for (ssize_t i = 0; i < r; ++i)
+      if (buf[static_cast<std::size_t>(i)] != static_cast<std::uint8_t>((pos + i) % 251))
+        return fail("source", "byte " + std::to_string(pos + i) + " breaks the pattern");
+    pos += r;
+  }
+  // Closing with unread data aborts (as TCP's RST): the source sees a reset, we see no error.
+  if (sdp_close(s) != 0) return fail("source", std::string("close: ") + std::strerror(errno));
+  return pass("source", std::to_string(bytes) + " bytes of the source pattern, in order");
+}
+
 int abort_client(const std::string& host, int port, int bytes) {
   int s = connect_to(host, port);
   if (s < 0) return fail("abort", std::string("connect: ") + std::strerror(errno));
@@ -437,7 +461,8 @@ int usage() {
                "usage: sdp-labcheck messages HOST PORT [N] | concurrent HOST PORT [N] |\n"
                "       refused HOST PORT [MAX_MS] | unreachable HOST PORT [MAX_MS] | reset HOST "
                "PORT FLAGFILE [MAX_MS] |\n"
-               "       abort HOST PORT [BYTES] | halfclose-server PORT | halfclose HOST PORT\n");
+               "       source HOST PORT [BYTES] | abort HOST PORT [BYTES] | halfclose-server PORT "
+               "| halfclose HOST PORT\n");
   return 2;
 }
 
@@ -459,6 +484,7 @@ int main(int argc, char** argv) {
     if (cmd == "reset" && argc >= 5) return reset(host, port, argv[4], arg_int(5, 5000));
     if (cmd == "halfclose") return halfclose(host, port);
     if (cmd == "abort") return abort_client(host, port, arg_int(4, 65536));
+    if (cmd == "source") return source(host, port, arg_int(4, 1 << 20));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sdp-labcheck: %s\n", e.what());
     return 2;

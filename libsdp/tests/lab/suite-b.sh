@@ -30,6 +30,7 @@ xfer_client zcopy_64m 5002 65536
 if lab_wait testd.up 120; then
   check messages_10k messages "$A" 7007 10000
   check concurrent_100 concurrent "$A" 7007 100
+  check source source "$A" 7019 4194304
 fi
 lab_signal echo.done
 check refused refused "$A" 5999 1000
