@@ -21,11 +21,13 @@
 #include "ib_frames.hpp"
 #include "sdp/engine.hpp"
 #include "sdp/pipe.hpp"
+#include "sdp/trace.hpp"
 #include "sdp/wire.hpp"
 
 namespace {
 
 namespace wire = sdp::wire;
+namespace trace = sdp::trace;
 using Bytes = std::vector<std::uint8_t>;
 
 // Every SDP message must fit one RC SEND Only at the 4096-byte path MTU: engines post 4096-byte
@@ -205,16 +207,6 @@ Session run_session(std::uint16_t local_port, std::size_t big, std::uint16_t rec
 
 // ---- trace (the JSON-lines shape of the verbs binding's SDP_TRACE, plus side/frame) ----------
 
-std::string bsdh_json(const wire::Bsdh& b) {
-  char buf[200];
-  std::snprintf(buf, sizeof buf,
-                "\"mid\":\"%.*s\",\"mid_value\":%u,\"flags\":%u,\"bufs\":%u,\"len\":%u,\"mseq\":%u,"
-                "\"mseqack\":%u",
-                static_cast<int>(wire::mid_name(b.mid).size()), wire::mid_name(b.mid).data(), b.mid,
-                b.flags, b.bufs, b.len, b.mseq, b.mseq_ack);
-  return buf;
-}
-
 std::string trace_prefix(std::size_t frame, std::uint64_t t_ms, int side, std::uint32_t qpn) {
   return "{\"t_ms\":" + std::to_string(t_ms) + ",\"frame\":" + std::to_string(frame) +
          ",\"side\":\"" + kSideName[side] + "\",\"qpn\":" + std::to_string(qpn) +
@@ -261,30 +253,19 @@ std::string build_capture(const Session& s, std::uint16_t port, bool acks, Captu
           return "the engine built a compact Hello";
         gsi(from, capgen::CmAttr::Req, kConnTid,
             capgen::cm_req(ep[from], ep[to], wire::sdp_service_id(port), e.bytes));
-        char buf[300];
-        std::snprintf(buf, sizeof buf,
-                      ",\"major\":%u,\"minor\":%u,\"ipv\":%u,\"cap\":%u,\"max_adverts\":%u,"
-                      "\"des_rem_rcv_sz\":%u,\"local_rcv_sz\":%u,\"local_port\":%u,"
-                      "\"compact\":false,\"cm\":\"REQ\",\"service_id\":\"0x%016llx\"}",
-                      h->hh.major, h->hh.minor, h->hh.ip_version, h->hh.cap, h->hh.max_adverts,
-                      h->hh.des_rem_rcv_sz, h->hh.local_rcv_sz, h->hh.local_port,
+        char buf[100];
+        std::snprintf(buf, sizeof buf, ",\"cm\":\"REQ\",\"service_id\":\"0x%016llx\"}",
                       static_cast<unsigned long long>(wire::sdp_service_id(port)));
         cap.trace.push_back(trace_prefix(cap.frames.size(), t_ms(), from, ep[from].qpn) +
-                            bsdh_json(h->bsdh) + buf);
+                            trace::hello_fields(*h) + buf);
         break;
       }
       case WireEvent::Kind::Rep: {
         auto h = wire::decode_hello_ack(e.bytes);
         if (!h) return "the engine's HelloAck does not decode: " + std::string(h.error().reason());
         gsi(from, capgen::CmAttr::Rep, kConnTid, capgen::cm_rep(ep[from], ep[to], e.bytes));
-        char buf[200];
-        std::snprintf(buf, sizeof buf,
-                      ",\"major\":%u,\"minor\":%u,\"ipv\":%u,\"cap\":%u,\"max_adverts\":%u,"
-                      "\"act_rcv_sz\":%u,\"cm\":\"REP\"}",
-                      h->hah.major, h->hah.minor, h->hah.ip_version, h->hah.cap, h->hah.max_adverts,
-                      h->hah.act_rcv_sz);
         cap.trace.push_back(trace_prefix(cap.frames.size(), t_ms(), from, ep[from].qpn) +
-                            bsdh_json(h->bsdh) + buf);
+                            trace::hello_ack_fields(*h) + ",\"cm\":\"REP\"}");
         break;
       }
       case WireEvent::Kind::Rtu:
@@ -308,8 +289,8 @@ std::string build_capture(const Session& s, std::uint16_t port, bool acks, Captu
         cap.frames.push_back(capgen::rc_send_only(ep[from], ep[to], send_psn, e.bytes));
         ++cap.sdp;
         cap.trace.push_back(trace_prefix(cap.frames.size(), t_ms(), from, ep[from].qpn) +
-                            bsdh_json(m.bsdh) + ",\"bytes\":" + std::to_string(e.bytes.size()) +
-                            "}");
+                            trace::bsdh_fields(m.bsdh) +
+                            ",\"bytes\":" + std::to_string(e.bytes.size()) + "}");
         ++msn[to];
         if (acks) {
           cap.frames.push_back(capgen::rc_ack(ep[to], ep[from], send_psn, msn[to]));

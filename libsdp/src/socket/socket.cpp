@@ -169,16 +169,7 @@ int fail(int e) {
 }
 
 socklen_t addr_len_for(int family) {
-  switch (family) {
-    case AF_INET:
-      return sizeof(sockaddr_in);
-    case AF_INET6:
-      return sizeof(sockaddr_in6);
-    case AF_IB:
-      return sizeof(sockaddr_ib);
-    default:
-      return 0;
-  }
+  return static_cast<socklen_t>(sdp::verbs::sockaddr_size(static_cast<sa_family_t>(family)));
 }
 
 void copy_addr(const sockaddr_storage& ss, sockaddr* out, socklen_t* len) {

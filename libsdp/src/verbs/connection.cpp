@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "sdp/bytes.hpp"
+#include "sdp/trace.hpp"
 #include "sdp/wire.hpp"
 
 namespace sdp::verbs {
@@ -60,19 +61,6 @@ int epoll_add(int epfd, int fd) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
-std::size_t sockaddr_size(const sockaddr* sa) {
-  switch (sa->sa_family) {
-    case AF_INET:
-      return sizeof(sockaddr_in);
-    case AF_INET6:
-      return sizeof(sockaddr_in6);
-    case AF_IB:
-      return sizeof(sockaddr_ib);
-    default:
-      return 0;
-  }
 }
 
 // Names for the IB CM REJ reasons rdma_cm reports in a REJECTED event's status.
@@ -120,6 +108,24 @@ void open_trace() {
 }
 
 }  // namespace
+
+std::size_t sockaddr_size(sa_family_t family) noexcept {
+  switch (family) {
+    case AF_INET:
+      return sizeof(sockaddr_in);
+    case AF_INET6:
+      return sizeof(sockaddr_in6);
+    case AF_IB:
+      return sizeof(sockaddr_ib);
+    default:
+      return 0;
+  }
+}
+
+void copy_sockaddr(sockaddr_storage& out, const sockaddr* a) noexcept {
+  if (a != nullptr && sockaddr_size(a->sa_family) != 0)
+    std::memcpy(&out, a, sockaddr_size(a->sa_family));
+}
 
 std::uint64_t now_ms() noexcept {
   timespec ts{};
@@ -230,7 +236,7 @@ int Connection::start_connect(const sockaddr* src, const sockaddr* dst) {
     const int e = errno;
     return e == ENODEV ? ENETUNREACH : e;
   }
-  std::memcpy(&peer_, dst, sockaddr_size(dst));
+  copy_sockaddr(peer_, dst);
   phase_ = Phase::Resolving;
   return 0;
 }
@@ -267,10 +273,8 @@ int Connection::create_qp() {
 
 void Connection::fill_addrs() {
   if (id_ == nullptr) return;
-  if (const sockaddr* a = rdma_get_local_addr(id_); a != nullptr && sockaddr_size(a) != 0)
-    std::memcpy(&local_, a, sockaddr_size(a));
-  if (const sockaddr* a = rdma_get_peer_addr(id_); a != nullptr && sockaddr_size(a) != 0)
-    std::memcpy(&peer_, a, sockaddr_size(a));
+  copy_sockaddr(local_, rdma_get_local_addr(id_));
+  copy_sockaddr(peer_, rdma_get_peer_addr(id_));
 }
 
 namespace {
@@ -749,59 +753,36 @@ void Connection::arm_timer() {
 
 // ---- trace ---------------------------------------------------------------------------------
 
-namespace {
-std::string bsdh_json(const wire::Bsdh& b) {
-  char buf[200];
-  std::snprintf(buf, sizeof buf,
-                "\"mid\":\"%.*s\",\"mid_value\":%u,\"flags\":%u,\"bufs\":%u,\"len\":%u,\"mseq\":%u,"
-                "\"mseqack\":%u",
-                static_cast<int>(wire::mid_name(b.mid).size()), wire::mid_name(b.mid).data(), b.mid,
-                b.flags, b.bufs, b.len, b.mseq, b.mseq_ack);
-  return buf;
-}
-}  // namespace
-
 void Connection::trace_send(const std::uint8_t* msg, std::uint32_t len) {
   auto b = wire::peek_bsdh({msg, len});
   if (!b) return;
   trace_line("{\"t_ms\":" + std::to_string(now_ms()) + ",\"qpn\":" + std::to_string(qp_num()) +
-             ",\"dir\":\"tx\"," + bsdh_json(*b) + ",\"bytes\":" + std::to_string(len) + "}");
+             ",\"dir\":\"tx\"," + trace::bsdh_fields(*b) + ",\"bytes\":" + std::to_string(len) +
+             "}");
 }
 
 void Connection::trace_recv(const std::uint8_t* msg, std::uint32_t len) {
   auto b = wire::peek_bsdh({msg, len});
   if (!b) return;
   trace_line("{\"t_ms\":" + std::to_string(now_ms()) + ",\"qpn\":" + std::to_string(qp_num()) +
-             ",\"dir\":\"rx\"," + bsdh_json(*b) + ",\"bytes\":" + std::to_string(len) + "}");
+             ",\"dir\":\"rx\"," + trace::bsdh_fields(*b) + ",\"bytes\":" + std::to_string(len) +
+             "}");
 }
 
 void Connection::trace_hello(const char* dir, std::span<const std::uint8_t> pd) {
   if (!trace_enabled()) return;
   auto h = wire::decode_hello(pd);
   if (!h) return;
-  char buf[300];
-  std::snprintf(buf, sizeof buf,
-                ",\"major\":%u,\"minor\":%u,\"ipv\":%u,\"cap\":%u,\"max_adverts\":%u,"
-                "\"des_rem_rcv_sz\":%u,\"local_rcv_sz\":%u,\"local_port\":%u,\"compact\":%s",
-                h->hh.major, h->hh.minor, h->hh.ip_version, h->hh.cap, h->hh.max_adverts,
-                h->hh.des_rem_rcv_sz, h->hh.local_rcv_sz, h->hh.local_port,
-                h->compact ? "true" : "false");
   trace_line("{\"t_ms\":" + std::to_string(now_ms()) + ",\"dir\":\"" + dir + "\"," +
-             bsdh_json(h->bsdh) + buf + "}");
+             trace::hello_fields(*h) + "}");
 }
 
 void Connection::trace_hello_ack(const char* dir, std::span<const std::uint8_t> pd) {
   if (!trace_enabled()) return;
   auto h = wire::decode_hello_ack(pd);
   if (!h) return;
-  char buf[200];
-  std::snprintf(buf, sizeof buf,
-                ",\"major\":%u,\"minor\":%u,\"ipv\":%u,\"cap\":%u,\"max_adverts\":%u,"
-                "\"act_rcv_sz\":%u",
-                h->hah.major, h->hah.minor, h->hah.ip_version, h->hah.cap, h->hah.max_adverts,
-                h->hah.act_rcv_sz);
   trace_line("{\"t_ms\":" + std::to_string(now_ms()) + ",\"qpn\":" + std::to_string(qp_num()) +
-             ",\"dir\":\"" + dir + "\"," + bsdh_json(h->bsdh) + buf + "}");
+             ",\"dir\":\"" + dir + "\"," + trace::hello_ack_fields(*h) + "}");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -844,16 +825,14 @@ void Listener::set_attention(bool on) {
 
 int Listener::bind(const sockaddr* addr) {
   if (rdma_bind_addr(id_, const_cast<sockaddr*>(addr)) != 0) return errno;
-  if (const sockaddr* a = rdma_get_local_addr(id_); a != nullptr && sockaddr_size(a) != 0)
-    std::memcpy(&local_, a, sockaddr_size(a));
+  copy_sockaddr(local_, rdma_get_local_addr(id_));
   return 0;
 }
 
 int Listener::listen(int backlog) {
   backlog_ = std::clamp(backlog, 1, 4096);
   if (rdma_listen(id_, backlog_) != 0) return errno;
-  if (const sockaddr* a = rdma_get_local_addr(id_); a != nullptr && sockaddr_size(a) != 0)
-    std::memcpy(&local_, a, sockaddr_size(a));
+  copy_sockaddr(local_, rdma_get_local_addr(id_));
   return 0;
 }
 

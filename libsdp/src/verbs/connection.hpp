@@ -210,5 +210,9 @@ class Listener {
 // errno for an rdma_cm event that ends a connection attempt (REJECTED, UNREACHABLE, ...).
 int cm_event_errno(const rdma_cm_event& ev) noexcept;
 std::uint64_t now_ms() noexcept;
+// Size of the sockaddr of this family (AF_INET, AF_INET6, AF_IB); 0 for any other.
+std::size_t sockaddr_size(sa_family_t family) noexcept;
+// Copies a sockaddr of a known family into out (nothing for an unknown family or null).
+void copy_sockaddr(sockaddr_storage& out, const sockaddr* a) noexcept;
 
 }  // namespace sdp::verbs
