@@ -1,0 +1,143 @@
+// The static field table: every field ibsniff can emit, with Wireshark's name, type, display base
+// and bitmask (tshark 4.0.17, `tshark -G fields`). A decoded packet refers to fields by FieldId;
+// names are resolved once (field_by_name) and text is produced only on output (render.hpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace ibsniff {
+
+enum class Ft : std::uint8_t {
+  None,
+  U8,
+  U16,
+  U24,
+  U32,
+  U64,
+  Bool,
+  Bytes,
+  Ipv4,
+  Ipv6,
+  Time,
+  RelTime
+};
+enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
+
+// X(identifier, tshark name, type, base, bitmask)
+#define IBSNIFF_FIELDS(X)                                                                   \
+  X(frame_number, "frame.number", U32, Dec, 0)                                              \
+  X(frame_len, "frame.len", U32, Dec, 0)                                                    \
+  X(frame_cap_len, "frame.cap_len", U32, Dec, 0)                                            \
+  X(frame_time_epoch, "frame.time_epoch", Time, None, 0)                                    \
+  X(frame_time_relative, "frame.time_relative", RelTime, None, 0)                           \
+  X(eth_type, "eth.type", U16, Hex, 0)                                                      \
+  X(vlan_id, "vlan.id", U16, Dec, 0x0fff)                                                   \
+  X(ip_src, "ip.src", Ipv4, None, 0)                                                        \
+  X(ip_dst, "ip.dst", Ipv4, None, 0)                                                        \
+  X(ipv6_src, "ipv6.src", Ipv6, None, 0)                                                    \
+  X(ipv6_dst, "ipv6.dst", Ipv6, None, 0)                                                    \
+  X(udp_srcport, "udp.srcport", U16, Dec, 0)                                                \
+  X(udp_dstport, "udp.dstport", U16, Dec, 0)                                                \
+  X(erf_type, "erf.types.type", U8, Dec, 0x7f)                                              \
+  X(lrh, "infiniband.lrh", Bytes, None, 0)                                                  \
+  X(lrh_vl, "infiniband.lrh.vl", U8, Hex, 0xf0)                                             \
+  X(lrh_lver, "infiniband.lrh.lver", U8, Dec, 0x0f)                                         \
+  X(lrh_sl, "infiniband.lrh.sl", U8, Dec, 0xf0)                                             \
+  X(lrh_reserved2, "infiniband.lrh.reserved2", U8, Dec, 0x0c)                               \
+  X(lrh_lnh, "infiniband.lrh.lnh", U8, Hex, 0x03)                                           \
+  X(lrh_dlid, "infiniband.lrh.dlid", U16, Dec, 0)                                           \
+  X(lrh_reserved5, "infiniband.lrh.reserved5", U16, Dec, 0xf800)                            \
+  X(lrh_pktlen, "infiniband.lrh.pktlen", U16, Dec, 0x07ff)                                  \
+  X(lrh_slid, "infiniband.lrh.slid", U16, Dec, 0)                                           \
+  X(grh, "infiniband.grh", Bytes, None, 0)                                                  \
+  X(grh_ipver, "infiniband.grh.ipver", U8, Dec, 0xf0)                                       \
+  X(grh_tclass, "infiniband.grh.tclass", U16, Dec, 0x0ff0)                                  \
+  X(grh_flowlabel, "infiniband.grh.flowlabel", U32, Dec, 0xfffff)                           \
+  X(grh_paylen, "infiniband.grh.paylen", U16, Dec, 0)                                       \
+  X(grh_nxthdr, "infiniband.grh.nxthdr", U8, Dec, 0)                                        \
+  X(grh_hoplmt, "infiniband.grh.hoplmt", U8, Dec, 0)                                        \
+  X(grh_sgid, "infiniband.grh.sgid", Ipv6, None, 0)                                         \
+  X(grh_dgid, "infiniband.grh.dgid", Ipv6, None, 0)                                         \
+  X(rwh_etype, "infiniband.rwh.etype", U16, Hex, 0)                                         \
+  X(bth, "infiniband.bth", Bytes, None, 0)                                                  \
+  X(bth_opcode, "infiniband.bth.opcode", U8, Dec, 0)                                        \
+  X(bth_se, "infiniband.bth.se", Bool, None, 0x80)                                          \
+  X(bth_m, "infiniband.bth.m", Bool, None, 0x40)                                            \
+  X(bth_padcnt, "infiniband.bth.padcnt", U8, Dec, 0x30)                                     \
+  X(bth_tver, "infiniband.bth.tver", U8, Dec, 0x0f)                                         \
+  X(bth_p_key, "infiniband.bth.p_key", U16, Dec, 0)                                         \
+  X(reserved, "infiniband.reserved", Bytes, None, 0)                                        \
+  X(bth_destqp, "infiniband.bth.destqp", U24, Hex, 0)                                       \
+  X(bth_a, "infiniband.bth.a", Bool, None, 0x80)                                            \
+  X(bth_reserved7, "infiniband.bth.reserved7", U8, Dec, 0x7f)                               \
+  X(bth_psn, "infiniband.bth.psn", U24, Dec, 0)                                             \
+  X(bth_fecn, "ibsniff.bth.fecn", Bool, None, 0x80)                                         \
+  X(bth_becn, "ibsniff.bth.becn", Bool, None, 0x40)                                         \
+  X(xrceth_xrcsrq, "ibsniff.xrceth.xrcsrq", U24, Hex, 0)                                    \
+  X(rdeth, "infiniband.rdeth", Bytes, None, 0)                                              \
+  X(rdeth_eecnxt, "infiniband.rdeth.eecnxt", U24, Dec, 0)                                   \
+  X(deth, "infiniband.deth", Bytes, None, 0)                                                \
+  X(deth_q_key, "infiniband.deth.q_key", U64, Hex, 0)                                       \
+  X(deth_srcqp, "infiniband.deth.srcqp", U32, Hex, 0)                                       \
+  X(reth, "infiniband.reth", Bytes, None, 0)                                                \
+  X(reth_va, "infiniband.reth.va", U64, Hex, 0)                                             \
+  X(reth_r_key, "infiniband.reth.r_key", U32, Hex, 0)                                       \
+  X(reth_dmalen, "infiniband.reth.dmalen", U32, DecHex, 0)                                  \
+  X(atomiceth, "infiniband.atomiceth", Bytes, None, 0)                                      \
+  X(atomiceth_swapdt, "infiniband.atomiceth.swapdt", U64, Dec, 0)                           \
+  X(atomiceth_cmpdt, "infiniband.atomiceth.cmpdt", U64, Dec, 0)                             \
+  X(aeth, "infiniband.aeth", Bytes, None, 0)                                                \
+  X(aeth_syndrome, "infiniband.aeth.syndrome", U8, Dec, 0)                                  \
+  X(aeth_syndrome_reserved, "infiniband.aeth.syndrome.reserved", U8, Dec, 0x80)             \
+  X(aeth_syndrome_opcode, "infiniband.aeth.syndrome.opcode", U8, Dec, 0x60)                 \
+  X(aeth_syndrome_credit_count, "infiniband.aeth.syndrome.credit_count", U8, Dec, 0x1f)     \
+  X(aeth_syndrome_timer, "infiniband.aeth.syndrome.timer", U8, Dec, 0x1f)                   \
+  X(aeth_syndrome_reserved_value, "infiniband.aeth.syndrome.reserved_value", U8, Dec, 0x1f) \
+  X(aeth_syndrome_error_code, "infiniband.aeth.syndrome.error_code", U8, Dec, 0x1f)         \
+  X(aeth_msn, "infiniband.aeth.msn", U24, Dec, 0)                                           \
+  X(atomicacketh, "infiniband.atomicacketh", Bytes, None, 0)                                \
+  X(atomicacketh_origremdt, "infiniband.atomicacketh.origremdt", U64, Dec, 0)               \
+  X(immdt, "infiniband.immdt", Bytes, None, 0)                                              \
+  X(ieth, "infiniband.ieth", Bytes, None, 0)                                                \
+  X(payload, "infiniband.payload", Bytes, None, 0)                                          \
+  X(rawdata, "infiniband.rawdata", Bytes, None, 0)                                          \
+  X(data_data, "data.data", Bytes, None, 0)                                                 \
+  X(mad_baseversion, "infiniband.mad.baseversion", U8, Hex, 0)                              \
+  X(mad_mgmtclass, "infiniband.mad.mgmtclass", U8, Hex, 0)                                  \
+  X(mad_classversion, "infiniband.mad.classversion", U8, Hex, 0)                            \
+  X(mad_method, "infiniband.mad.method", U8, Hex, 0)                                        \
+  X(mad_status, "infiniband.mad.status", U16, Hex, 0)                                       \
+  X(mad_classspecific, "infiniband.mad.classspecific", U16, Hex, 0)                         \
+  X(mad_transactionid, "infiniband.mad.transactionid", U64, Hex, 0)                         \
+  X(mad_attributeid, "infiniband.mad.attributeid", U16, Hex, 0)                             \
+  X(mad_attributemodifier, "infiniband.mad.attributemodifier", U32, Hex, 0)                 \
+  X(mad_data, "infiniband.mad.data", Bytes, None, 0)                                        \
+  X(invariant_crc, "infiniband.invariant.crc", U32, Hex, 0)                                 \
+  X(variant_crc, "infiniband.variant.crc", U16, Hex, 0)                                     \
+  X(icrc_bad, "ibsniff.icrc.bad", Bool, None, 0)                                            \
+  X(vcrc_bad, "ibsniff.vcrc.bad", Bool, None, 0)
+
+enum class FieldId : std::uint16_t {
+#define IBSNIFF_X(id, name, type, base, mask) id,
+  IBSNIFF_FIELDS(IBSNIFF_X)
+#undef IBSNIFF_X
+      count_
+};
+
+struct FieldDef {
+  std::string_view name;
+  Ft type;
+  Base base;
+  std::uint64_t mask;  // display bitmask (values are stored already masked and shifted)
+};
+
+// The whole table, indexed by FieldId.
+std::span<const FieldDef> field_table();
+const FieldDef& field_def(FieldId id);
+// Exact name lookup; nullopt when ibsniff does not know the field.
+std::optional<FieldId> field_by_name(std::string_view name);
+
+}  // namespace ibsniff

@@ -1,0 +1,109 @@
+// One decoded frame: compact field records into the frame's bytes plus notes. A Packet is reused
+// across frames (clear() keeps the vectors' capacity), so decoding does not allocate once the
+// vectors have grown to the largest frame's needs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ibsniff/fields.hpp"
+
+namespace ibsniff {
+
+// A decoded field: where it lies in the frame and, for integer fields, its value (already masked
+// and shifted). Bytes/IPv4/IPv6 fields are rendered from the frame bytes at [off, off+len).
+struct Field {
+  FieldId id;
+  std::uint32_t off;
+  std::uint32_t len;
+  std::uint64_t value;
+};
+
+enum class Severity : std::uint8_t { Info, Warn, Error };
+
+// A note on a packet. `text` is a static fmt format string whose arguments are {0} = a, {1} = b,
+// {2} = subject (a static string naming the header concerned); it is formatted only when printed.
+struct Note {
+  Severity severity;
+  const char* text;
+  std::uint64_t a = 0, b = 0;
+  const char* subject = "";
+};
+
+enum class CrcStatus : std::uint8_t { Absent, Good, Bad };
+enum class Proto : std::uint8_t { Other, InfiniBand, RoCE, RRoCE };
+enum class AddrKind : std::uint8_t { None, Lid, Gid, Ipv4, Ipv6 };
+
+struct Address {
+  AddrKind kind = AddrKind::None;
+  std::uint32_t off = 0;  // into the frame (Gid/Ipv4/Ipv6)
+  std::uint16_t lid = 0;  // Lid
+};
+
+struct Packet {
+  // Set by the reader.
+  std::uint64_t number = 0;
+  std::int64_t ts_sec = 0;
+  std::uint32_t ts_nsec = 0;
+  std::uint32_t wire_len = 0;
+  int linktype = 0;
+  std::span<const std::uint8_t> data;
+
+  // Set by the decoder.
+  std::vector<Field> fields;
+  std::vector<Note> notes;
+  Proto proto = Proto::Other;
+  Address src, dst;
+  bool has_bth = false;
+  std::uint8_t opcode = 0;
+  std::uint32_t dest_qp = 0;
+  std::uint32_t psn = 0;
+  std::uint32_t src_qp = 0;  // DETH source QP when present
+  bool has_deth = false;
+  // Offsets in `data`: BTH, first byte after the extended headers (payload), end of payload
+  // including pad, and the pad count.
+  std::uint32_t bth_off = 0, payload_off = 0, payload_end = 0;
+  std::uint8_t pad = 0;
+  CrcStatus icrc = CrcStatus::Absent, vcrc = CrcStatus::Absent;
+  bool has_mad = false;
+  std::uint32_t mad_off = 0;
+  std::uint8_t mad_class = 0, mad_method = 0;
+  std::uint16_t mad_attr = 0;
+  std::uint64_t mad_tid = 0;
+
+  void clear() {
+    fields.clear();
+    notes.clear();
+    proto = Proto::Other;
+    src = dst = Address{};
+    has_bth = has_deth = has_mad = false;
+    opcode = 0;
+    dest_qp = psn = src_qp = 0;
+    bth_off = payload_off = payload_end = 0;
+    pad = 0;
+    icrc = vcrc = CrcStatus::Absent;
+    mad_off = 0;
+    mad_class = mad_method = 0;
+    mad_attr = 0;
+    mad_tid = 0;
+  }
+  // The BTH payload (after the extended headers, pad bytes excluded); empty without a BTH.
+  std::span<const std::uint8_t> payload() const {
+    if (!has_bth || payload_end < payload_off + pad) return {};
+    return data.subspan(payload_off, payload_end - payload_off - pad);
+  }
+  const Field* find(FieldId id) const {
+    for (const auto& f : fields)
+      if (f.id == id) return &f;
+    return nullptr;
+  }
+  bool has_error() const {
+    for (const auto& n : notes)
+      if (n.severity == Severity::Error) return true;
+    return false;
+  }
+  bool crc_bad() const { return icrc == CrcStatus::Bad || vcrc == CrcStatus::Bad; }
+};
+
+}  // namespace ibsniff

@@ -1,0 +1,297 @@
+#include "sdp_follow.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ibsniff::sdp {
+
+namespace {
+
+constexpr std::size_t kIpCmHeaderSize = wire::kIpCmHeaderSize;  // 36
+constexpr std::size_t kMaxMessage = std::size_t{16} << 20;      // larger SENDs are not SDP here
+
+// IP CM service IDs: 0x0000000001 (5 bytes), protocol (1 byte), port (2 bytes) (Annex A11).
+constexpr bool is_ipcm_service_id(std::uint64_t sid) noexcept {
+  return (sid & 0xFFFF'FFFF'FF00'0000ULL) == 0x0000'0000'0100'0000ULL;
+}
+
+// RC SEND opcodes: First, Middle, Last, Last w/ Imm, Only, Only w/ Imm, Last w/ Inv, Only w/ Inv.
+enum class SendPart : std::uint8_t { None, First, Middle, Last, Only };
+SendPart send_part(std::uint8_t opcode) noexcept {
+  switch (opcode) {
+    case 0x00:
+      return SendPart::First;
+    case 0x01:
+      return SendPart::Middle;
+    case 0x02:
+    case 0x03:
+    case 0x16:
+      return SendPart::Last;
+    case 0x04:
+    case 0x05:
+    case 0x17:
+      return SendPart::Only;
+    default:
+      return SendPart::None;
+  }
+}
+
+// 24-bit PSN arithmetic.
+constexpr std::uint32_t psn_next(std::uint32_t p) noexcept {
+  return (p + 1) & 0xFFFFFF;
+}
+constexpr bool psn_after(std::uint32_t a, std::uint32_t b) noexcept {
+  const std::uint32_t d = (a - b) & 0xFFFFFF;
+  return d != 0 && d < 0x800000;
+}
+
+}  // namespace
+
+Address Address::lid(std::uint16_t l) {
+  Address a;
+  a.kind = Kind::Lid;
+  a.bytes[14] = static_cast<std::uint8_t>(l >> 8);
+  a.bytes[15] = static_cast<std::uint8_t>(l);
+  return a;
+}
+
+Address Address::gid(std::span<const std::uint8_t, 16> g) {
+  Address a;
+  a.kind = Kind::Gid;
+  std::copy(g.begin(), g.end(), a.bytes.begin());
+  return a;
+}
+
+Address Address::ipv4(std::span<const std::uint8_t, 4> v4) {
+  Address a;
+  a.kind = Kind::Gid;
+  a.bytes[10] = 0xFF;
+  a.bytes[11] = 0xFF;
+  std::copy(v4.begin(), v4.end(), a.bytes.begin() + 12);
+  return a;
+}
+
+const char* setup_name(Setup s) noexcept {
+  switch (s) {
+    case Setup::Native:
+      return "native SDP";
+    case Setup::IpCm:
+      return "IP CM";
+    case Setup::Forced:
+      return "forced";
+  }
+  return "?";
+}
+
+void Follower::force_qp(std::uint32_t qpn) {
+  if (std::find(forced_.begin(), forced_.end(), qpn) == forced_.end()) forced_.push_back(qpn);
+}
+
+Connection* Follower::find_by_comm_id(std::uint32_t a, std::uint32_t b) {
+  for (auto it = conns_.rbegin(); it != conns_.rend(); ++it) {
+    for (std::uint32_t id : {a, b})
+      if (id != 0 && (it->comm_id[0] == id || it->comm_id[1] == id)) return &*it;
+  }
+  return nullptr;
+}
+
+const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
+  auto say = [&](std::string s) {
+    if (note != nullptr) *note = std::move(s);
+  };
+  switch (ev.kind) {
+    case CmKind::Req: {
+      if (auto it = by_tid_.find(ev.transaction_id); it != by_tid_.end())
+        return &conns_[it->second];  // a retransmitted REQ
+      Connection c;
+      if (wire::is_sdp_service_id(ev.service_id)) {
+        c.setup = Setup::Native;
+        auto h = wire::decode_hello(ev.private_data);
+        if (h)
+          c.hello = *h;
+        else
+          say("SDP service ID, but the REQ's private data is not a valid Hello: " +
+              std::string(h.error().reason()));
+      } else if (is_ipcm_service_id(ev.service_id) && ev.private_data.size() > kIpCmHeaderSize) {
+        auto h = wire::decode_hello(ev.private_data.subspan(kIpCmHeaderSize));
+        if (!h) return nullptr;  // another ULP over the IP CM service
+        c.setup = Setup::IpCm;
+        c.hello = *h;
+      } else {
+        return nullptr;
+      }
+      c.id = static_cast<std::uint32_t>(conns_.size() + 1);
+      c.service_id = ev.service_id;
+      c.addr[0] = ev.src;
+      c.addr[1] = ev.dst;
+      c.qpn[0] = ev.local_qpn;
+      c.comm_id[0] = ev.local_comm_id;
+      c.transaction_id = ev.transaction_id;
+      conns_.push_back(c);
+      const std::size_t idx = conns_.size() - 1;
+      by_tid_[ev.transaction_id] = idx;
+      by_qp_[ev.local_qpn] = Endpoint{idx, 1, {}};  // packets to the requester: responder -> it
+      return &conns_[idx];
+    }
+    case CmKind::Rep: {
+      auto it = by_tid_.find(ev.transaction_id);
+      if (it == by_tid_.end()) return nullptr;
+      Connection& c = conns_[it->second];
+      c.qpn[1] = ev.local_qpn;
+      c.comm_id[1] = ev.local_comm_id;
+      c.established = true;
+      auto h = wire::decode_hello_ack(ev.private_data);
+      if (h) {
+        c.hello_ack = *h;
+        c.have_hello_ack = true;
+      } else {
+        say("the REP's private data is not a valid HelloAck: " + std::string(h.error().reason()));
+      }
+      by_qp_[ev.local_qpn] = Endpoint{it->second, 0, {}};
+      return &c;
+    }
+    case CmKind::Rtu: {
+      auto it = by_tid_.find(ev.transaction_id);
+      return it == by_tid_.end() ? nullptr : &conns_[it->second];
+    }
+    case CmKind::Rej: {
+      auto it = by_tid_.find(ev.transaction_id);
+      if (it == by_tid_.end()) return nullptr;
+      Connection& c = conns_[it->second];
+      c.closed = true;
+      for (std::uint32_t q : c.qpn) {
+        auto e = by_qp_.find(q);
+        if (e != by_qp_.end() && e->second.conn == it->second) by_qp_.erase(e);
+      }
+      return &c;
+    }
+    case CmKind::Dreq:
+    case CmKind::Drep: {
+      Connection* c = find_by_comm_id(ev.local_comm_id, ev.remote_comm_id);
+      if (c != nullptr) c->closed = true;
+      return c;
+    }
+    case CmKind::Other:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+void Follower::update_stats(Connection& c, int dir, const wire::Message& m) {
+  ConnStats& s = c.stats;
+  s.messages[dir][m.bsdh.mid]++;
+  s.bufs_min[dir] = std::min<std::uint32_t>(s.bufs_min[dir], m.bsdh.bufs);
+  s.bufs_max[dir] = std::max<std::uint32_t>(s.bufs_max[dir], m.bsdh.bufs);
+  s.bytes[dir] += m.payload.size();
+  if (const auto* src = std::get_if<wire::SrcAvailHeader>(&m.ext)) {
+    // SrcAH.Len counts the inline bytes too; the rest is RDMA-read by the sink.
+    if (src->len > m.payload.size()) {
+      s.zcopy_bytes[dir] += src->len - m.payload.size();
+      s.bytes[dir] += src->len - m.payload.size();
+    }
+  } else if (const auto* wr = std::get_if<wire::RdmaWrComplHeader>(&m.ext)) {
+    s.zcopy_bytes[dir] += wr->len;  // Pipelined mode: bytes RDMA-written into a SinkAvail
+    s.bytes[dir] += wr->len;
+  }
+}
+
+SdpResult Follower::complete(Endpoint& ep, std::span<const std::uint8_t> bytes) {
+  SdpResult r;
+  Connection& c = conns_[ep.conn];
+  r.conn = &c;
+  r.direction = ep.direction;
+  r.bytes = bytes;
+  if (wire::decode_message_into(bytes, r.message, r.error)) {
+    r.kind = SdpResult::Kind::Message;
+    update_stats(c, ep.direction, r.message);
+  } else {
+    r.kind = SdpResult::Kind::Malformed;
+  }
+  return r;
+}
+
+SdpResult Follower::on_rc(const RcPacket& p) {
+  auto it = by_qp_.find(p.dest_qp);
+  if (it == by_qp_.end()) {
+    if (std::find(forced_.begin(), forced_.end(), p.dest_qp) == forced_.end()) return {};
+    Connection c;
+    c.id = static_cast<std::uint32_t>(conns_.size() + 1);
+    c.setup = Setup::Forced;
+    c.addr[0] = p.src;
+    c.addr[1] = p.dst;
+    c.qpn[1] = p.dest_qp;
+    c.established = true;
+    conns_.push_back(c);
+    it = by_qp_.emplace(p.dest_qp, Endpoint{conns_.size() - 1, 0, {}}).first;
+  }
+  Endpoint& ep = it->second;
+  Reassembly& rx = ep.rx;
+  const SendPart part = send_part(p.opcode);
+  SdpResult r;
+  r.conn = &conns_[ep.conn];
+  r.direction = ep.direction;
+  if (part == SendPart::None) {
+    r.kind = SdpResult::Kind::NonSend;
+    return r;
+  }
+  // A retransmission repeats a PSN already seen (or an older one).
+  if (rx.have_send_psn && !psn_after(p.psn, rx.last_send_psn)) {
+    r.kind = SdpResult::Kind::Duplicate;
+    r.note = "retransmitted SEND (PSN " + std::to_string(p.psn) + ")";
+    return r;
+  }
+  rx.have_send_psn = true;
+  rx.last_send_psn = p.psn;
+  auto drop = [&](std::string why) {
+    rx.active = false;
+    rx.buf.clear();
+    r.kind = SdpResult::Kind::Dropped;
+    r.note = std::move(why);
+    return r;
+  };
+  switch (part) {
+    case SendPart::Only:
+      if (rx.active) {
+        rx.active = false;
+        rx.buf.clear();
+        SdpResult done = complete(ep, p.payload);
+        done.note = "SEND Only while a multi-packet SEND was unfinished: that message is lost";
+        return done;
+      }
+      return complete(ep, p.payload);
+    case SendPart::First: {
+      std::string lost;
+      if (rx.active) lost = "SEND First while a multi-packet SEND was unfinished: that one is lost";
+      rx.buf.assign(p.payload.begin(), p.payload.end());
+      rx.active = true;
+      rx.next_psn = psn_next(p.psn);
+      r.kind = SdpResult::Kind::Fragment;
+      r.note = std::move(lost);
+      return r;
+    }
+    case SendPart::Middle:
+    case SendPart::Last: {
+      if (!rx.active)
+        return drop("SEND " + std::string(part == SendPart::Middle ? "Middle" : "Last") +
+                    " without its First (the capture starts mid-message, or packets are missing)");
+      if (p.psn != rx.next_psn)
+        return drop("missing packets in a multi-packet SEND (PSN " + std::to_string(p.psn) +
+                    ", expected " + std::to_string(rx.next_psn) + "): message dropped");
+      if (rx.buf.size() + p.payload.size() > kMaxMessage)
+        return drop("multi-packet SEND larger than 16 MiB: not an SDP message, dropped");
+      rx.buf.insert(rx.buf.end(), p.payload.begin(), p.payload.end());
+      rx.next_psn = psn_next(p.psn);
+      if (part == SendPart::Middle) {
+        r.kind = SdpResult::Kind::Fragment;
+        return r;
+      }
+      rx.active = false;
+      return complete(ep, {rx.buf.data(), rx.buf.size()});
+    }
+    case SendPart::None:
+      break;
+  }
+  return r;
+}
+
+}  // namespace ibsniff::sdp

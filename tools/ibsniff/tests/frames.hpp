@@ -1,0 +1,53 @@
+// Test frame builders: InfiniBand / RoCE frames with correct lengths and CRCs, computed here
+// independently of the library (bitwise CRC-32 and CRC-16) so the decoder's CRC checks are
+// tested against a second implementation.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <vector>
+
+namespace ibsniff::test {
+
+using Bytes = std::vector<std::uint8_t>;
+
+std::uint32_t ref_crc32(const Bytes& b);
+std::uint16_t ref_vcrc(const Bytes& b);
+
+void put16(Bytes& b, unsigned v);
+void put24(Bytes& b, unsigned v);
+void put32(Bytes& b, std::uint32_t v);
+void put64(Bytes& b, std::uint64_t v);
+Bytes cat(std::initializer_list<Bytes> parts);
+
+struct BthSpec {
+  std::uint8_t opcode = 0x04;
+  bool se = false, m = false, ackreq = false;
+  std::uint16_t pkey = 0xffff;
+  std::uint8_t fecn_becn = 0;  // BTH byte 4
+  std::uint32_t destqp = 0x11;
+  std::uint32_t psn = 100;
+};
+
+// BTH with PadCnt for a payload of `payload_len` bytes.
+Bytes bth(const BthSpec& s, std::size_t payload_len);
+Bytes grh(std::uint16_t paylen, std::uint8_t nxthdr = 0x1B, std::uint8_t sgid_last = 1,
+          std::uint8_t dgid_last = 2);
+
+// Native IB: LRH (LNH 2, or 3 when `with_grh`) + [GRH] + BTH + ext + payload + pad + ICRC + VCRC.
+Bytes native(const BthSpec& s, const Bytes& ext, const Bytes& payload, bool with_grh = false,
+             std::uint8_t vl = 0, std::uint16_t dlid = 4, std::uint16_t slid = 1);
+// RoCEv2 over Ethernet (+ optional 802.1Q tags) / IPv4 or IPv6 / UDP (dst 4791, src `sport`).
+Bytes rocev2(const BthSpec& s, const Bytes& ext, const Bytes& payload, bool ipv6 = false,
+             std::uint16_t sport = 0xc000, unsigned vlan_tags = 0);
+// The IP packet of a RoCEv2 frame (no Ethernet header).
+Bytes rocev2_ip(const BthSpec& s, const Bytes& ext, const Bytes& payload, bool ipv6 = false,
+                std::uint16_t sport = 0xc000);
+// RoCEv1 over Ethernet (+ tags): GRH + BTH + ext + payload + pad + ICRC.
+Bytes rocev1(const BthSpec& s, const Bytes& ext, const Bytes& payload, unsigned vlan_tags = 0);
+// Link wrappers.
+Bytes erf(const Bytes& ib_frame, bool ext_header = false);
+Bytes sll(std::uint16_t proto, const Bytes& l3);
+Bytes sll2(std::uint16_t proto, const Bytes& l3);
+
+}  // namespace ibsniff::test
