@@ -130,7 +130,8 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
       conns_.push_back(c);
       const std::size_t idx = conns_.size() - 1;
       by_tid_[ev.transaction_id] = idx;
-      by_qp_[ev.local_qpn] = Endpoint{idx, 1, {}};  // packets to the requester: responder -> it
+      // Packets to the requester come from the responder (direction 1).
+      by_qp_[EndpointKey{ev.src, ev.local_qpn}] = Endpoint{idx, 1, {}};
       return &conns_[idx];
     }
     case CmKind::Rep: {
@@ -147,7 +148,7 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
       } else {
         say("the REP's private data is not a valid HelloAck: " + std::string(h.error().reason()));
       }
-      by_qp_[ev.local_qpn] = Endpoint{it->second, 0, {}};
+      by_qp_[EndpointKey{c.addr[1], ev.local_qpn}] = Endpoint{it->second, 0, {}};
       return &c;
     }
     case CmKind::Rtu: {
@@ -159,8 +160,8 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
       if (it == by_tid_.end()) return nullptr;
       Connection& c = conns_[it->second];
       c.closed = true;
-      for (std::uint32_t q : c.qpn) {
-        auto e = by_qp_.find(q);
+      for (int side = 0; side < 2; ++side) {
+        auto e = by_qp_.find(EndpointKey{c.addr[side], c.qpn[side]});
         if (e != by_qp_.end() && e->second.conn == it->second) by_qp_.erase(e);
       }
       return &c;
@@ -211,7 +212,8 @@ SdpResult Follower::complete(Endpoint& ep, std::span<const std::uint8_t> bytes) 
 }
 
 SdpResult Follower::on_rc(const RcPacket& p) {
-  auto it = by_qp_.find(p.dest_qp);
+  auto it = by_qp_.find(EndpointKey{p.dst, p.dest_qp});
+  if (it == by_qp_.end()) it = by_qp_.find(EndpointKey{Address{}, p.dest_qp});  // forced
   if (it == by_qp_.end()) {
     if (std::find(forced_.begin(), forced_.end(), p.dest_qp) == forced_.end()) return {};
     Connection c;
@@ -222,7 +224,8 @@ SdpResult Follower::on_rc(const RcPacket& p) {
     c.qpn[1] = p.dest_qp;
     c.established = true;
     conns_.push_back(c);
-    it = by_qp_.emplace(p.dest_qp, Endpoint{conns_.size() - 1, 0, {}}).first;
+    it =
+        by_qp_.emplace(EndpointKey{Address{}, p.dest_qp}, Endpoint{conns_.size() - 1, 0, {}}).first;
   }
   Endpoint& ep = it->second;
   Reassembly& rx = ep.rx;

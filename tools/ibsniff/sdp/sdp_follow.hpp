@@ -136,10 +136,23 @@ class Follower {
     Reassembly rx;
   };
 
+  // Packets are matched by destination address and QPN (a packet names only its destination
+  // QP, and QPNs are unique per HCA only: rxe gives both ends of a first connection QPN 0x11).
+  struct EndpointKey {
+    Address addr;
+    std::uint32_t qpn = 0;
+    bool operator==(const EndpointKey&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const EndpointKey& k) const noexcept {
+      std::size_t h = k.qpn * 0x9E3779B97F4A7C15ULL;
+      for (std::uint8_t b : k.addr.bytes) h = (h ^ b) * 0x100000001B3ULL;
+      return h;
+    }
+  };
+
   std::vector<Connection> conns_;
-  // Packets are matched by destination QPN (RoCE and IB captures name the destination only);
-  // QPNs are unique per HCA, and a capture of one link rarely reuses one across live connections.
-  std::unordered_map<std::uint32_t, Endpoint> by_qp_;
+  std::unordered_map<EndpointKey, Endpoint, KeyHash> by_qp_;
   std::unordered_map<std::uint64_t, std::size_t> by_tid_;  // REQ transaction ID -> connection
   std::vector<std::uint32_t> forced_;
 

@@ -7,6 +7,7 @@
 #include "ibsniff/decoder.hpp"
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
+#include "ibsniff/session.hpp"
 
 namespace {
 
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> fields;
   std::vector<std::string> field_opts;
   bool list_fields = false;
+  std::vector<std::uint32_t> sdp_qps;
   app.add_option("-r,--read-file", file, "capture file to read (pcap or pcapng)");
   app.add_option("-c,--count", count, "stop after N packets")->check(CLI::NonNegativeNumber);
   app.add_option("-T", format, "output format: text (default) or fields")
@@ -48,6 +50,10 @@ int main(int argc, char** argv) {
                  "-T fields option: header=y|n, separator=/t|/s|<char>, occurrence=a|f|l")
       ->take_first();
   app.add_flag("--list-fields", list_fields, "print the field names ibsniff knows and exit");
+  app.add_option("--sdp", sdp_qps,
+                 "decode RC SENDs to this QP number as SDP even though the connection setup is not "
+                 "in the capture (repeatable; decimal or 0x hex)")
+      ->take_all();
   CLI11_PARSE(app, argc, argv);
 
   if (list_fields) {
@@ -112,11 +118,14 @@ int main(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
   }
   ibsniff::Packet p;
+  ibsniff::Session session;  // CM fields and SDP, which need the capture's history
+  for (std::uint32_t q : sdp_qps) session.force_sdp_qp(q);
   ibsniff::TimeRef ref;
   std::string line;
   long long n = 0;
   while ((count < 0 || n < count) && reader->next(p, &error)) {
     ++n;
+    session.process(p);
     ref.observe(p);
     if (format == "fields") {
       line.clear();

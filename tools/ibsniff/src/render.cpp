@@ -1,5 +1,7 @@
 #include "ibsniff/render.hpp"
 
+#include "sdp/wire.hpp"
+
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
@@ -143,17 +145,26 @@ const char* proto_name(Proto proto) {
   return "Other";
 }
 
+namespace {
+std::string_view sdp_mid_name(const Packet& p) {
+  return ::sdp::wire::mid_name(static_cast<std::uint8_t>(p.sdp_mid));
+}
+}  // namespace
+
 std::string info(const Packet& p) {
   if (!p.has_bth) return p.proto == Proto::Other ? "(not InfiniBand)" : "";
   if (p.has_mad && p.mad_class == 0x07) {
     const char* name = cm_attr_name(p.mad_attr);
-    return name != nullptr ? fmt::format("CM: {}", name)
-                           : fmt::format("CM: attribute 0x{:04x}", p.mad_attr);
+    std::string s = name != nullptr ? fmt::format("CM: {}", name)
+                                    : fmt::format("CM: attribute 0x{:04x}", p.mad_attr);
+    if (p.sdp_mid >= 0) fmt::format_to(std::back_inserter(s), "(SDP {})", sdp_mid_name(p));
+    return s;
   }
   const char* name = opcode_name(p.opcode);
   std::string s = name != nullptr
                       ? fmt::format("{} QP=0x{:06x} ", name, p.dest_qp)
                       : fmt::format("Unknown OpCode 0x{:02x} QP=0x{:06x} ", p.opcode, p.dest_qp);
+  if (p.sdp_mid >= 0) fmt::format_to(std::back_inserter(s), "(SDP {})", sdp_mid_name(p));
   if (p.has_mad) {
     const char* cls = mgmt_class_name(p.mad_class);
     if (cls != nullptr)

@@ -7,7 +7,9 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "ibsniff/decoder.hpp"
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
+#include "ibsniff/session.hpp"
 
 namespace ibsniff {
 namespace {
@@ -204,8 +207,8 @@ const char* const kFields[] = {
     "data.data",
 };
 
-// The unrelated payload heuristics are disabled (capture-formats.md §4.3), SDP's too: SDP is
-// the next slice.
+// The unrelated payload heuristics are disabled (capture-formats.md §4.3), SDP's too for the
+// transport comparison (the SDP fields are compared by IbsniffSdp.NativeSdpFieldsMatchTshark).
 constexpr const char* kDisabledHeuristics =
     " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"
     " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband"
@@ -214,6 +217,14 @@ constexpr const char* kDisabledHeuristics =
     " --disable-heuristic sdp_infiniband --disable-heuristic drbd_rdma"
     " --disable-heuristic iser_ib_private --disable-heuristic nvme_rdma_cm_private"
     " --disable-heuristic lnet_ib_cm_private --disable-heuristic sdp_ib_private";
+// The same, with tshark's SDP dissector left on (for the SDP comparison).
+constexpr const char* kDisabledButSdp =
+    " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"
+    " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband"
+    " --disable-heuristic fc_infiniband --disable-heuristic iser_infiniband"
+    " --disable-heuristic mellanox_eoib --disable-heuristic eth_over_ib"
+    " --disable-heuristic drbd_rdma --disable-heuristic iser_ib_private"
+    " --disable-heuristic nvme_rdma_cm_private --disable-heuristic lnet_ib_cm_private";
 
 // Known differences, each counted and asserted (the test fails on any other difference):
 //  * kTftp — capture-formats.md §5 item 2: tshark's UDP dissector tries the lower port first, so
@@ -483,6 +494,195 @@ TEST(IbsniffCli, FieldsHeaderCountAndErrors) {
   out = run(bin + " --help 2>&1", &st);
   EXPECT_EQ(st, 0);
   EXPECT_NE(out.find("-T fields"), std::string::npos) << out;
+}
+
+// ---- SDP (Session): the lab captures against the engines' own logs ----
+
+// One SDP message as a BSDH tuple.
+struct Bsdh {
+  std::uint64_t mid = 0, flags = 0, bufs = 0, len = 0, mseq = 0, mseqack = 0;
+  bool operator==(const Bsdh&) const = default;
+};
+std::ostream& operator<<(std::ostream& o, const Bsdh& b) {
+  return o << "{mid " << b.mid << " flags " << b.flags << " bufs " << b.bufs << " len " << b.len
+           << " mseq " << b.mseq << " ack " << b.mseqack << "}";
+}
+
+std::uint64_t field_value(const Packet& p, FieldId id, bool* found = nullptr) {
+  for (const Field& f : p.fields)
+    if (f.id == id) {
+      if (found != nullptr) *found = true;
+      return f.value;
+    }
+  if (found != nullptr) *found = false;
+  return 0;
+}
+
+Bsdh packet_bsdh(const Packet& p) {
+  return {field_value(p, FieldId::sdp_bsdh_mid),  field_value(p, FieldId::sdp_bsdh_flags),
+          field_value(p, FieldId::sdp_bsdh_bufs), field_value(p, FieldId::sdp_bsdh_len),
+          field_value(p, FieldId::sdp_bsdh_mseq), field_value(p, FieldId::sdp_bsdh_mseqack)};
+}
+
+// The engine's SDP_TRACE lines: (qpn, Bsdh) of each message it sent, Hello/HelloAck apart.
+struct Logged {
+  std::uint32_t qpn = 0;
+  std::string mid;
+  Bsdh b;
+};
+std::vector<Logged> read_trace(const fs::path& path) {
+  std::vector<Logged> out;
+  std::ifstream in(path);
+  std::string line;
+  auto num = [&](const std::string& key) -> std::uint64_t {
+    std::smatch m;
+    const std::regex re("\"" + key + "\":([0-9]+)");
+    return std::regex_search(line, m, re) ? std::stoull(m[1]) : 0;
+  };
+  while (std::getline(in, line)) {
+    if (line.find("\"dir\":\"tx\"") == std::string::npos) continue;
+    Logged l;
+    std::smatch m;
+    if (std::regex_search(line, m, std::regex("\"mid\":\"([A-Za-z]+)\""))) l.mid = m[1];
+    l.qpn = static_cast<std::uint32_t>(num("qpn"));
+    l.b = {num("mid_value"), num("flags"), num("bufs"), num("len"), num("mseq"), num("mseqack")};
+    out.push_back(l);
+  }
+  return out;
+}
+
+TEST(IbsniffSdp, LabCapturesDecodeToTheMessagesTheEnginesLogged) {
+  const fs::path dir = IBSNIFF_REPO_CAPTURES;
+  for (const char* name : {"setup", "bcopy", "zcopy", "abort", "halfclose"}) {
+    SCOPED_TRACE(name);
+    const auto a = read_trace(dir / (std::string(name) + ".a.trace.jsonl"));
+    const auto b = read_trace(dir / (std::string(name) + ".b.trace.jsonl"));
+    ASSERT_FALSE(a.empty());
+    ASSERT_FALSE(b.empty());
+    std::string err;
+    auto r = Reader::open((dir / (std::string(name) + ".pcap")).string(), &err);
+    ASSERT_TRUE(r) << err;
+    Packet p;
+    Session session;
+    // Per (connection, direction): the BSDHs on the wire, Hello/HelloAck from the CM.
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::vector<Bsdh>> wire;
+    std::vector<Bsdh> hellos, acks;
+    while (r->next(p, &err)) {
+      session.process(p);
+      for (const auto& n : p.notes)
+        EXPECT_NE(n.severity, Severity::Error) << "frame " << p.number << ": " << format_note(n);
+      if (p.sdp_mid < 0) continue;
+      if (p.has_mad) {
+        (p.mad_attr == 0x0010 ? hellos : acks).push_back(packet_bsdh(p));
+        continue;
+      }
+      wire[{field_value(p, FieldId::sdp_conn), field_value(p, FieldId::sdp_dir)}].push_back(
+          packet_bsdh(p));
+    }
+    const auto& conns = session.follower().connections();
+    ASSERT_FALSE(conns.empty());
+    std::size_t checked = 0;
+    for (const auto& c : conns) {
+      EXPECT_EQ(c.setup, sdp::Setup::IpCm);
+      // Host b is the client (requester, direction 0), host a the server (direction 1).
+      for (int d = 0; d < 2; ++d) {
+        std::vector<Bsdh> logged;
+        for (const auto& l : d == 0 ? b : a)
+          if (l.qpn == c.qpn[d] && l.mid != "Hello" && l.mid != "HelloAck") logged.push_back(l.b);
+        const std::pair<std::uint64_t, std::uint64_t> key{c.id, static_cast<std::uint64_t>(d)};
+        EXPECT_EQ(wire[key], logged) << "connection " << c.id << " direction " << d;
+        checked += logged.size();
+      }
+    }
+    std::vector<Bsdh> logged_hellos, logged_acks;
+    for (const auto& l : b)
+      if (l.mid == "Hello") logged_hellos.push_back(l.b);
+    for (const auto& l : a)
+      if (l.mid == "HelloAck") logged_acks.push_back(l.b);
+    EXPECT_EQ(hellos, logged_hellos);
+    EXPECT_EQ(acks, logged_acks);
+    EXPECT_GT(checked, 0U);
+  }
+}
+
+// On a native-IB capture tshark's own SDP dissector runs: ibsniff's SDP and CM fields must read
+// the same, except where digest §5 item 10 applies (tshark decodes the all-zero private data of
+// RTU, DREQ and DREP as a phantom "SDP Hello"; ibsniff shows no SDP there).
+TEST(IbsniffSdp, NativeSdpFieldsMatchTshark) {
+  if (!have_tshark()) GTEST_SKIP() << "tshark not installed: comparison skipped";
+  const std::string cap =
+      shell_quote((fs::path(IBSNIFF_REPO_CAPTURES) / "native-ib-sdp-synthetic.erf.pcap").string());
+  const char* fields[] = {"frame.number",
+                          "infiniband.mad.attributeid",
+                          "infiniband.cm.req.serviceid",
+                          "infiniband.cm.req.localqpn",
+                          "infiniband.cm.req.startpsn",
+                          "infiniband.cm.rep.localqpn",
+                          "infiniband.cm.rep.remotecommid",
+                          "infiniband_sdp.bsdh.mid",
+                          "infiniband_sdp.bsdh.flags",
+                          "infiniband_sdp.bsdh.bufs",
+                          "infiniband_sdp.bsdh.len",
+                          "infiniband_sdp.bsdh.mseq",
+                          "infiniband_sdp.bsdh.mseqack",
+                          "infiniband_sdp.hh.majv",
+                          "infiniband_sdp.hh.minv",
+                          "infiniband_sdp.hh.ipv",
+                          "infiniband_sdp.hh.maxadverts",
+                          "infiniband_sdp.hh.desremrcvsz",
+                          "infiniband_sdp.hh.localrcvsz",
+                          "infiniband_sdp.hh.localport"};
+  std::string e;
+  for (const char* f : fields) e += std::string(" -e ") + f;
+  int st = 0;
+  const auto ours = rows(run(std::string(IBSNIFF_BIN) + " -r " + cap + " -T fields" + e, &st));
+  ASSERT_EQ(st, 0);
+  const auto theirs = rows(run(
+      "tshark -n -r " + cap + kDisabledButSdp + " -T fields -E occurrence=f" + e + " 2>/dev/null",
+      &st));
+  ASSERT_EQ(st, 0);
+  ASSERT_EQ(ours.size(), theirs.size());
+  std::size_t compared = 0, phantom = 0;
+  for (std::size_t i = 0; i < ours.size(); ++i) {
+    const std::string& attr = theirs[i][1];
+    const bool zero_private = attr == "0x0014" || attr == "0x0015" || attr == "0x0016";
+    for (std::size_t k = 0; k < std::size(fields); ++k) {
+      const std::string name = fields[k];
+      if (zero_private && name.rfind("infiniband_sdp.", 0) == 0) {
+        EXPECT_TRUE(ours[i][k].empty()) << "frame " << ours[i][0] << " " << name;
+        EXPECT_TRUE(theirs[i][k].empty() ||
+                    theirs[i][k].find_first_not_of("0x") == std::string::npos)
+            << "frame " << ours[i][0] << " " << name << ": " << theirs[i][k];
+        ++phantom;
+        continue;
+      }
+      EXPECT_EQ(ours[i][k], theirs[i][k]) << "frame " << ours[i][0] << " field " << name;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, ours.size() * 10);
+  EXPECT_GT(phantom, 0U);
+}
+
+// --sdp QP: SDP decoding without the CM exchange (a capture cut after the REQ/REP/RTU).
+TEST(IbsniffSdp, ForcedQpDecodesSdpWithoutTheConnectionSetup) {
+  int st = 0;
+  run("command -v editcap >/dev/null 2>&1", &st);
+  if (st != 0) GTEST_SKIP() << "editcap not installed: cannot cut the capture";
+  const fs::path cut =
+      fs::temp_directory_path() / ("ibsniff_nocm_" + std::to_string(getpid()) + ".pcap");
+  run("editcap -r " + shell_quote((fs::path(IBSNIFF_REPO_CAPTURES) / "setup.pcap").string()) + " " +
+          cut.string() + " 4-11",
+      &st);
+  ASSERT_EQ(st, 0);
+  const std::string bin = IBSNIFF_BIN;
+  const std::string plain = run(bin + " -r " + cut.string(), &st);
+  EXPECT_EQ(plain.find("(SDP"), std::string::npos) << plain;
+  const std::string forced = run(bin + " -r " + cut.string() + " --sdp 0x11", &st);
+  EXPECT_EQ(st, 0);
+  EXPECT_NE(forced.find("RC Send Only QP=0x000011 (SDP Data)"), std::string::npos) << forced;
+  EXPECT_NE(forced.find("(SDP DisConn)"), std::string::npos) << forced;
+  fs::remove(cut);
 }
 
 }  // namespace

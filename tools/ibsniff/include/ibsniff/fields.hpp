@@ -118,7 +118,59 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(invariant_crc, "infiniband.invariant.crc", U32, Hex, 0)                                 \
   X(variant_crc, "infiniband.variant.crc", U16, Hex, 0)                                     \
   X(icrc_bad, "ibsniff.icrc.bad", Bool, None, 0)                                            \
-  X(vcrc_bad, "ibsniff.vcrc.bad", Bool, None, 0)
+  X(vcrc_bad, "ibsniff.vcrc.bad", Bool, None, 0)                                            \
+  X(cm_req, "infiniband.cm.req", U32, Hex, 0)                                               \
+  X(cm_req_serviceid, "infiniband.cm.req.serviceid", U64, Hex, 0)                           \
+  X(cm_req_localqpn, "infiniband.cm.req.localqpn", U24, Hex, 0)                             \
+  X(cm_req_startpsn, "infiniband.cm.req.startpsn", U24, Hex, 0)                             \
+  X(cm_req_pkey, "infiniband.cm.req.pkey", U16, Hex, 0)                                     \
+  X(cm_req_prim_locallid, "infiniband.cm.req.prim_locallid", U16, Dec, 0)                   \
+  X(cm_req_prim_remotelid, "infiniband.cm.req.prim_remotelid", U16, Dec, 0)                 \
+  X(cm_req_prim_localgid, "infiniband.cm.req.prim_localgid", Ipv6, None, 0)                 \
+  X(cm_req_prim_remotegid, "infiniband.cm.req.prim_remotegid", Ipv6, None, 0)               \
+  X(cm_req_private, "infiniband.cm.req.private", Bytes, None, 0)                            \
+  X(cm_req_ip_cm_majv, "infiniband.cm.req.ip_cm.majv", U8, Hex, 0xf0)                       \
+  X(cm_req_ip_cm_minv, "infiniband.cm.req.ip_cm.minv", U8, Hex, 0x0f)                       \
+  X(cm_req_ip_cm_ipv, "infiniband.cm.req.ip_cm.ipv", U8, Hex, 0xf0)                         \
+  X(cm_req_ip_cm_sport, "infiniband.cm.req.ip_cm.sport", U16, Hex, 0)                       \
+  X(cm_req_ip_cm_sip4, "infiniband.cm.req.ip_cm.sip4", Ipv4, None, 0)                       \
+  X(cm_req_ip_cm_dip4, "infiniband.cm.req.ip_cm.dip4", Ipv4, None, 0)                       \
+  X(cm_req_ip_cm_sip6, "infiniband.cm.req.ip_cm.sip6", Ipv6, None, 0)                       \
+  X(cm_req_ip_cm_dip6, "infiniband.cm.req.ip_cm.dip6", Ipv6, None, 0)                       \
+  X(cm_req_ip_cm_private, "infiniband.cm.req.ip_cm.private", Bytes, None, 0)                \
+  X(cm_rep, "infiniband.cm.rep", U32, Hex, 0)                                               \
+  X(cm_rep_remotecommid, "infiniband.cm.rep.remotecommid", U32, Hex, 0)                     \
+  X(cm_rep_localqpn, "infiniband.cm.rep.localqpn", U24, Hex, 0)                             \
+  X(cm_rep_startpsn, "infiniband.cm.rep.startpsn", U24, Hex, 0)                             \
+  X(cm_rep_private, "infiniband.cm.rep.private", Bytes, None, 0)                            \
+  X(cm_rtu_localcommid, "infiniband.cm.rtu.localcommid", U32, Hex, 0)                       \
+  X(cm_rtu_remotecommid, "infiniband.cm.rtu.remotecommid", U32, Hex, 0)                     \
+  X(cm_rej_localcommid, "infiniband.cm.rej.localcommid", U32, Hex, 0)                       \
+  X(cm_rej_remotecommid, "infiniband.cm.rej.remotecommid", U32, Hex, 0)                     \
+  X(cm_rej_reason, "infiniband.cm.rej.reason", U16, Hex, 0)                                 \
+  X(cm_rej_private, "infiniband.cm.rej.private", Bytes, None, 0)                            \
+  X(cm_dreq_localcommid, "infiniband.cm.dreq.localcommid", U32, Hex, 0)                     \
+  X(cm_dreq_remotecommid, "infiniband.cm.dreq.remotecommid", U32, Hex, 0)                   \
+  X(cm_drsp_localcommid, "infiniband.cm.drsp.localcommid", U32, Hex, 0)                     \
+  X(cm_drsp_remotecommid, "infiniband.cm.drsp.remotecommid", U32, Hex, 0)                   \
+  X(sdp_bsdh_mid, "infiniband_sdp.bsdh.mid", U8, Hex, 0)                                    \
+  X(sdp_bsdh_flags, "infiniband_sdp.bsdh.flags", U8, Hex, 0)                                \
+  X(sdp_bsdh_bufs, "infiniband_sdp.bsdh.bufs", U16, Dec, 0)                                 \
+  X(sdp_bsdh_len, "infiniband_sdp.bsdh.len", U32, Dec, 0)                                   \
+  X(sdp_bsdh_mseq, "infiniband_sdp.bsdh.mseq", U32, Hex, 0)                                 \
+  X(sdp_bsdh_mseqack, "infiniband_sdp.bsdh.mseqack", U32, Hex, 0)                           \
+  X(sdp_hh_majv, "infiniband_sdp.hh.majv", U8, Hex, 0xf0)                                   \
+  X(sdp_hh_minv, "infiniband_sdp.hh.minv", U8, Hex, 0x0f)                                   \
+  X(sdp_hh_ipv, "infiniband_sdp.hh.ipv", U8, Hex, 0xf0)                                     \
+  X(sdp_hh_cap, "infiniband_sdp.hh.cap", U8, Hex, 0x0f)                                     \
+  X(sdp_hh_maxadverts, "infiniband_sdp.hh.maxadverts", U8, Hex, 0)                          \
+  X(sdp_hh_desremrcvsz, "infiniband_sdp.hh.desremrcvsz", U32, Dec, 0)                       \
+  X(sdp_hh_localrcvsz, "infiniband_sdp.hh.localrcvsz", U32, Dec, 0)                         \
+  X(sdp_hh_localport, "infiniband_sdp.hh.localport", U16, Dec, 0)                           \
+  X(sdp_hh_src_ip, "infiniband_sdp.hh.src_ip", Ipv6, None, 0)                               \
+  X(sdp_hh_dst_ip, "infiniband_sdp.hh.dst_ip", Ipv6, None, 0)                               \
+  X(sdp_conn, "ibsniff.sdp.conn", U32, Dec, 0)                                              \
+  X(sdp_dir, "ibsniff.sdp.dir", U8, Dec, 0)
 
 enum class FieldId : std::uint16_t {
 #define IBSNIFF_X(id, name, type, base, mask) id,

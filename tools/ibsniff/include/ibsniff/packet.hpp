@@ -71,6 +71,8 @@ struct Packet {
   std::uint8_t mad_class = 0, mad_method = 0;
   std::uint16_t mad_attr = 0;
   std::uint64_t mad_tid = 0;
+  // Set by the SDP layer (Session): the MID of the SDP message this packet starts (-1: none).
+  std::int16_t sdp_mid = -1;
 
   void clear() {
     fields.clear();
@@ -84,6 +86,7 @@ struct Packet {
     pad = 0;
     icrc = vcrc = CrcStatus::Absent;
     mad_off = 0;
+    sdp_mid = -1;
     mad_class = mad_method = 0;
     mad_attr = 0;
     mad_tid = 0;
