@@ -30,12 +30,16 @@ fi
 
 echo "== fuzz (${FUZZ_SECONDS}s per target)"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$JOBS" --target fuzz_wire fuzz_engine
-for t in wire engine; do
+cmake --build --preset fuzz -j "$JOBS" --target fuzz_wire fuzz_engine fuzz_ibsniff
+# target:corpus:max_len (ibsniff's seeds hold whole captures, several frames each)
+for spec in libsdp/fuzz/fuzz_wire:libsdp/fuzz/corpus/wire:4096 \
+  libsdp/fuzz/fuzz_engine:libsdp/fuzz/corpus/engine:4096 \
+  tools/ibsniff/fuzz/fuzz_ibsniff:tools/ibsniff/fuzz/corpus:65536; do
+  IFS=: read -r bin corpus max_len <<<"$spec"
   work=$(mktemp -d)
   # The committed corpus is only read: new inputs go to a scratch directory.
-  build/fuzz/libsdp/fuzz/fuzz_$t -max_total_time="$FUZZ_SECONDS" -max_len=4096 \
-    -print_final_stats=1 "$work" "libsdp/fuzz/corpus/$t" 2>&1 | tail -n 12
+  "build/fuzz/$bin" -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" -print_final_stats=1 \
+    "$work" "$corpus" 2>&1 | tail -n 12
   rm -rf "$work"
 done
 echo "== all tests passed"

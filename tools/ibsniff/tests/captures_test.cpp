@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -530,20 +530,23 @@ struct Logged {
   std::string mid;
   Bsdh b;
 };
+// (Plain string search: GCC 12 warns inside std::regex at -O2, and -Werror makes that fatal.)
 std::vector<Logged> read_trace(const fs::path& path) {
   std::vector<Logged> out;
   std::ifstream in(path);
   std::string line;
   auto num = [&](const std::string& key) -> std::uint64_t {
-    std::smatch m;
-    const std::regex re("\"" + key + "\":([0-9]+)");
-    return std::regex_search(line, m, re) ? std::stoull(m[1]) : 0;
+    const std::string k = "\"" + key + "\":";
+    const auto at = line.find(k);
+    if (at == std::string::npos) return 0;
+    return std::strtoull(line.c_str() + at + k.size(), nullptr, 10);
   };
   while (std::getline(in, line)) {
     if (line.find("\"dir\":\"tx\"") == std::string::npos) continue;
     Logged l;
-    std::smatch m;
-    if (std::regex_search(line, m, std::regex("\"mid\":\"([A-Za-z]+)\""))) l.mid = m[1];
+    const std::string k = "\"mid\":\"";
+    if (const auto at = line.find(k); at != std::string::npos)
+      l.mid = line.substr(at + k.size(), line.find('"', at + k.size()) - at - k.size());
     l.qpn = static_cast<std::uint32_t>(num("qpn"));
     l.b = {num("mid_value"), num("flags"), num("bufs"), num("len"), num("mseq"), num("mseqack")};
     out.push_back(l);
