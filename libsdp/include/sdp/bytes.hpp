@@ -8,6 +8,9 @@ namespace sdp::be {
 inline std::uint16_t get16(const std::uint8_t* p) noexcept {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
 }
+inline std::uint32_t get24(const std::uint8_t* p) noexcept {
+  return std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
+}
 inline std::uint32_t get32(const std::uint8_t* p) noexcept {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
          std::uint32_t{p[3]};

@@ -314,6 +314,10 @@ constexpr std::uint64_t sdp_service_id(std::uint16_t port) noexcept {
 constexpr std::uint64_t ipcm_tcp_service_id(std::uint16_t port) noexcept {
   return (std::uint64_t{0x0106} << 16) | port;
 }
+// IP CM service IDs (Annex A11): 0x0000000001 (5 bytes), protocol (1 byte), port (2 bytes).
+constexpr bool is_ipcm_service_id(std::uint64_t sid) noexcept {
+  return (sid & 0xFFFF'FFFF'FF00'0000ULL) == 0x0000'0000'0100'0000ULL;
+}
 constexpr bool is_sdp_service_id(std::uint64_t sid) noexcept {
   return (sid & 0xFFFF'FFFF'FFFF'0000ULL) == 0x0000'0000'0001'0000ULL;
 }

@@ -10,11 +10,6 @@ namespace {
 constexpr std::size_t kIpCmHeaderSize = wire::kIpCmHeaderSize;  // 36
 constexpr std::size_t kMaxMessage = std::size_t{16} << 20;      // larger SENDs are not SDP here
 
-// IP CM service IDs: 0x0000000001 (5 bytes), protocol (1 byte), port (2 bytes) (Annex A11).
-constexpr bool is_ipcm_service_id(std::uint64_t sid) noexcept {
-  return (sid & 0xFFFF'FFFF'FF00'0000ULL) == 0x0000'0000'0100'0000ULL;
-}
-
 // RC SEND opcodes: First, Middle, Last, Last w/ Imm, Only, Only w/ Imm, Last w/ Inv, Only w/ Inv.
 enum class SendPart : std::uint8_t { None, First, Middle, Last, Only };
 SendPart send_part(std::uint8_t opcode) noexcept {
@@ -71,6 +66,11 @@ Address Address::ipv4(std::span<const std::uint8_t, 4> v4) {
   return a;
 }
 
+bool send_starts_message(std::uint8_t opcode) noexcept {
+  const SendPart part = send_part(opcode);
+  return part == SendPart::First || part == SendPart::Only;
+}
+
 const char* setup_name(Setup s) noexcept {
   switch (s) {
     case Setup::Native:
@@ -112,7 +112,8 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
         else
           say("SDP service ID, but the REQ's private data is not a valid Hello: " +
               std::string(h.error().reason()));
-      } else if (is_ipcm_service_id(ev.service_id) && ev.private_data.size() > kIpCmHeaderSize) {
+      } else if (wire::is_ipcm_service_id(ev.service_id) &&
+                 ev.private_data.size() > kIpCmHeaderSize) {
         auto h = wire::decode_hello(ev.private_data.subspan(kIpCmHeaderSize));
         if (!h) return nullptr;  // another ULP over the IP CM service
         c.setup = Setup::IpCm;

@@ -161,6 +161,10 @@ class Follower {
   Connection* find_by_comm_id(std::uint32_t a, std::uint32_t b);
 };
 
+// True for the RC SEND opcodes whose payload starts a message (First, Only, Only with
+// Immediate, Only with Invalidate): the packets that carry an SDP message's BSDH.
+bool send_starts_message(std::uint8_t opcode) noexcept;
+
 // "native SDP" / "IP CM" / "forced" for printing.
 const char* setup_name(Setup s) noexcept;
 

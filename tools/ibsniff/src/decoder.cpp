@@ -4,6 +4,7 @@
 #include <cstddef>
 
 #include "ibsniff/crc.hpp"
+#include "sdp/bytes.hpp"
 
 namespace ibsniff {
 namespace {
@@ -102,18 +103,11 @@ const OpTable& op_table() {
   return table;
 }
 
-std::uint16_t be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-std::uint32_t be24(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
-}
-std::uint32_t be32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | be24(p + 1);
-}
-std::uint64_t be64(const std::uint8_t* p) {
-  return (std::uint64_t{be32(p)} << 32) | be32(p + 4);
-}
+using ::sdp::be::get16;
+using ::sdp::be::get24;
+using ::sdp::be::get32;
+using ::sdp::be::get64;
+
 std::uint32_t le32(const std::uint8_t* p) {
   return p[0] | (std::uint32_t{p[1]} << 8) | (std::uint32_t{p[2]} << 16) |
          (std::uint32_t{p[3]} << 24);
@@ -137,10 +131,10 @@ class Decoder {
         ethernet();
         break;
       case kLinkLinuxSll:
-        if (need(0, 16, "Linux SLL header")) ethertype(be16(d_ + 14), 16, size_);
+        if (need(0, 16, "Linux SLL header")) ethertype(get16(d_ + 14), 16, size_);
         break;
       case kLinkLinuxSll2:
-        if (need(0, 20, "Linux SLL2 header")) ethertype(be16(d_), 20, size_);
+        if (need(0, 20, "Linux SLL2 header")) ethertype(get16(d_), 20, size_);
         break;
       case kLinkErf:
         erf();
@@ -198,12 +192,12 @@ class Decoder {
 
 void Decoder::ethernet() {
   if (!need(0, 14, "Ethernet header")) return;
-  std::uint16_t type = be16(d_ + 12);
+  std::uint16_t type = get16(d_ + 12);
   std::size_t off = 14;
   while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {
     if (!need(off, 4, "802.1Q tag")) return;
-    add(FieldId::vlan_id, off, 2, be16(d_ + off) & 0x0fffU);
-    type = be16(d_ + off + 2);
+    add(FieldId::vlan_id, off, 2, get16(d_ + off) & 0x0fffU);
+    type = get16(d_ + off + 2);
     off += 4;
   }
   add(FieldId::eth_type, off - 2, 2, type);
@@ -213,8 +207,8 @@ void Decoder::ethernet() {
 void Decoder::ethertype(std::uint16_t type, std::size_t off, std::size_t end) {
   while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {  // tags inside SLL
     if (!need(off, 4, "802.1Q tag", end)) return;
-    add(FieldId::vlan_id, off, 2, be16(d_ + off) & 0x0fffU);
-    type = be16(d_ + off + 2);
+    add(FieldId::vlan_id, off, 2, get16(d_ + off) & 0x0fffU);
+    type = get16(d_ + off + 2);
     off += 4;
   }
   switch (type) {
@@ -253,7 +247,7 @@ void Decoder::ipv4(std::size_t off, std::size_t end) {
     return;
   }
   if (!need(off, ihl, "IPv4 header", end)) return;
-  const std::size_t total = be16(h + 2);
+  const std::size_t total = get16(h + 2);
   add(FieldId::ip_src, off + 12, 4, 0);
   add(FieldId::ip_dst, off + 16, 4, 0);
   p_.src = Address{AddrKind::Ipv4, static_cast<std::uint32_t>(off + 12), 0};
@@ -267,9 +261,9 @@ void Decoder::ipv4(std::size_t off, std::size_t end) {
   else
     end = off + total;  // drop Ethernet padding
   if (h[9] != 17) return;
-  if ((be16(h + 6) & 0x3fffU) != 0) {
+  if ((get16(h + 6) & 0x3fffU) != 0) {
     note(Severity::Info, "IPv4 fragment (offset {}): not reassembled",
-         (be16(h + 6) & 0x1fffU) * 8U);
+         (get16(h + 6) & 0x1fffU) * 8U);
     return;
   }
   udp(off + ihl, end, off, false);
@@ -286,7 +280,7 @@ void Decoder::ipv6(std::size_t off, std::size_t end) {
   add(FieldId::ipv6_dst, off + 24, 16, 0);
   p_.src = Address{AddrKind::Ipv6, static_cast<std::uint32_t>(off + 8), 0};
   p_.dst = Address{AddrKind::Ipv6, static_cast<std::uint32_t>(off + 24), 0};
-  const std::size_t plen = be16(h + 4);
+  const std::size_t plen = get16(h + 4);
   if (plen > end - off - 40)
     note(Severity::Error, "IPv6 payload length {} exceeds the {} bytes captured", plen,
          end - off - 40);
@@ -298,8 +292,8 @@ void Decoder::ipv6(std::size_t off, std::size_t end) {
 
 void Decoder::udp(std::size_t off, std::size_t end, std::size_t ip_off, bool /*v6*/) {
   if (!need(off, 8, "UDP header", end)) return;
-  const std::uint16_t sport = be16(d_ + off), dport = be16(d_ + off + 2);
-  const std::size_t ulen = be16(d_ + off + 4);
+  const std::uint16_t sport = get16(d_ + off), dport = get16(d_ + off + 2);
+  const std::size_t ulen = get16(d_ + off + 4);
   add(FieldId::udp_srcport, off, 2, sport);
   add(FieldId::udp_dstport, off + 2, 2, dport);
   if (dport != kRoceV2Port) return;
@@ -331,7 +325,7 @@ void Decoder::erf() {
   std::size_t off = 16;
   // tshark's frame.len / frame.cap_len for ERF: the record's wire length and what follows the
   // ERF header.
-  p_.wire_len = be16(d_ + 14);
+  p_.wire_len = get16(d_ + 14);
   p_.fields[3].value = p_.wire_len;
   p_.fields[4].value = size_ - 16;
   if ((d_[8] & 0x80U) != 0) {
@@ -360,13 +354,13 @@ void Decoder::lrh(std::size_t off, std::size_t end) {
   add(FieldId::lrh_reserved2, off + 1, 1, (h[1] >> 2U) & 3U);
   const unsigned lnh = h[1] & 3U;
   add(FieldId::lrh_lnh, off + 1, 1, lnh);
-  add(FieldId::lrh_dlid, off + 2, 2, be16(h + 2));
-  add(FieldId::lrh_reserved5, off + 4, 2, be16(h + 4) >> 11U);
-  const std::size_t pktlen = be16(h + 4) & 0x7ffU;
+  add(FieldId::lrh_dlid, off + 2, 2, get16(h + 2));
+  add(FieldId::lrh_reserved5, off + 4, 2, get16(h + 4) >> 11U);
+  const std::size_t pktlen = get16(h + 4) & 0x7ffU;
   add(FieldId::lrh_pktlen, off + 4, 2, pktlen);
-  add(FieldId::lrh_slid, off + 6, 2, be16(h + 6));
-  p_.src = Address{AddrKind::Lid, 0, be16(h + 6)};
-  p_.dst = Address{AddrKind::Lid, 0, be16(h + 2)};
+  add(FieldId::lrh_slid, off + 6, 2, get16(h + 6));
+  p_.src = Address{AddrKind::Lid, 0, get16(h + 6)};
+  p_.dst = Address{AddrKind::Lid, 0, get16(h + 2)};
   // PktLen counts LRH..ICRC in 4-byte words; the VCRC (2 bytes) follows.
   const std::size_t claimed = pktlen * 4 + 2;
   if (claimed > end - off) {
@@ -382,7 +376,7 @@ void Decoder::lrh(std::size_t off, std::size_t end) {
   }
   if (!need(off + 8, 2, "VCRC", end)) return;
   const std::size_t vcrc_off = end - 2;
-  const std::uint16_t vwire = be16(d_ + vcrc_off);
+  const std::uint16_t vwire = get16(d_ + vcrc_off);
   const std::uint16_t vcomp = vcrc16(p_.data.subspan(off, vcrc_off - off));
   const std::uint16_t vle = static_cast<std::uint16_t>((vwire >> 8) | ((vwire & 0xffU) << 8));
   p_.vcrc = vcomp == vle ? CrcStatus::Good : CrcStatus::Bad;
@@ -398,7 +392,7 @@ void Decoder::lrh(std::size_t off, std::size_t end) {
       break;
     default:  // raw packet: RWH (reserved 2, EtherType 2), then data; no ICRC
       if (!need(off + 8, 4, "RWH", vcrc_off)) break;
-      add(FieldId::rwh_etype, off + 10, 2, be16(d_ + off + 10));
+      add(FieldId::rwh_etype, off + 10, 2, get16(d_ + off + 10));
       if (vcrc_off > off + 12) add(FieldId::rawdata, off + 12, vcrc_off - off - 12, 0);
       break;
   }
@@ -414,9 +408,9 @@ void Decoder::grh(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   const std::uint8_t* h = d_ + off;
   add(FieldId::grh, off, 40, 0);
   add(FieldId::grh_ipver, off, 1, h[0] >> 4U);
-  add(FieldId::grh_tclass, off, 2, (be16(h) >> 4U) & 0xffU);
-  add(FieldId::grh_flowlabel, off, 4, be32(h) & 0xfffffU);
-  const std::size_t paylen = be16(h + 4);
+  add(FieldId::grh_tclass, off, 2, (get16(h) >> 4U) & 0xffU);
+  add(FieldId::grh_flowlabel, off, 4, get32(h) & 0xfffffU);
+  const std::size_t paylen = get16(h + 4);
   add(FieldId::grh_paylen, off + 4, 2, paylen);
   add(FieldId::grh_nxthdr, off + 6, 1, h[6]);
   add(FieldId::grh_hoplmt, off + 7, 1, h[7]);
@@ -452,19 +446,19 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   const std::uint8_t pad = (h[1] >> 4U) & 3U;
   add(FieldId::bth_padcnt, off + 1, 1, pad);
   add(FieldId::bth_tver, off + 1, 1, h[1] & 0x0fU);
-  add(FieldId::bth_p_key, off + 2, 2, be16(h + 2));
+  add(FieldId::bth_p_key, off + 2, 2, get16(h + 2));
   add(FieldId::bth_fecn, off + 4, 1, h[4] >> 7U);
   add(FieldId::bth_becn, off + 4, 1, (h[4] >> 6U) & 1U);
   add(FieldId::reserved, off + 4, 1, 0);
-  const std::uint32_t destqp = be24(h + 5);
+  const std::uint32_t destqp = get24(h + 5);
   add(FieldId::bth_destqp, off + 5, 3, destqp);
   add(FieldId::bth_a, off + 8, 1, h[8] >> 7U);
   add(FieldId::bth_reserved7, off + 8, 1, h[8] & 0x7fU);
-  add(FieldId::bth_psn, off + 9, 3, be24(h + 9));
+  add(FieldId::bth_psn, off + 9, 3, get24(h + 9));
   p_.has_bth = true;
   p_.opcode = opcode;
   p_.dest_qp = destqp;
-  p_.psn = be24(h + 9);
+  p_.psn = get24(h + 9);
   p_.bth_off = static_cast<std::uint32_t>(off);
   p_.pad = pad;
 
@@ -484,37 +478,37 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
     note(Severity::Warn, "unknown BTH opcode 0x{0:02x}", opcode);
   } else {
     if (ext(kXrc, 4, "XRCETH")) {
-      add(FieldId::xrceth_xrcsrq, cur + 1, 3, be24(d_ + cur + 1));
+      add(FieldId::xrceth_xrcsrq, cur + 1, 3, get24(d_ + cur + 1));
       cur += 4;
     }
     if (ext(kRdeth, 4, "RDETH")) {
       add(FieldId::rdeth, cur, 4, 0);
-      add(FieldId::rdeth_eecnxt, cur + 1, 3, be24(d_ + cur + 1));
+      add(FieldId::rdeth_eecnxt, cur + 1, 3, get24(d_ + cur + 1));
       cur += 4;
     }
     if (ext(kDeth, 8, "DETH")) {
       add(FieldId::deth, cur, 8, 0);
-      add(FieldId::deth_q_key, cur, 4, be32(d_ + cur));
+      add(FieldId::deth_q_key, cur, 4, get32(d_ + cur));
       add(FieldId::reserved, cur + 4, 1, 0);
-      add(FieldId::deth_srcqp, cur + 5, 3, be24(d_ + cur + 5));
+      add(FieldId::deth_srcqp, cur + 5, 3, get24(d_ + cur + 5));
       p_.has_deth = true;
-      p_.src_qp = be24(d_ + cur + 5);
+      p_.src_qp = get24(d_ + cur + 5);
       cur += 8;
     }
     if (ext(kFeth, 4, "FETH")) cur += 4;
     if (ext(kReth, 16, "RETH")) {
       add(FieldId::reth, cur, 16, 0);
-      add(FieldId::reth_va, cur, 8, be64(d_ + cur));
-      add(FieldId::reth_r_key, cur + 8, 4, be32(d_ + cur + 8));
-      add(FieldId::reth_dmalen, cur + 12, 4, be32(d_ + cur + 12));
+      add(FieldId::reth_va, cur, 8, get64(d_ + cur));
+      add(FieldId::reth_r_key, cur + 8, 4, get32(d_ + cur + 8));
+      add(FieldId::reth_dmalen, cur + 12, 4, get32(d_ + cur + 12));
       cur += 16;
     }
     if (ext(kAtomic, 28, "AtomicETH")) {
       add(FieldId::atomiceth, cur, 28, 0);
-      add(FieldId::reth_va, cur, 8, be64(d_ + cur));
-      add(FieldId::reth_r_key, cur + 8, 4, be32(d_ + cur + 8));
-      add(FieldId::atomiceth_swapdt, cur + 12, 8, be64(d_ + cur + 12));
-      add(FieldId::atomiceth_cmpdt, cur + 20, 8, be64(d_ + cur + 20));
+      add(FieldId::reth_va, cur, 8, get64(d_ + cur));
+      add(FieldId::reth_r_key, cur + 8, 4, get32(d_ + cur + 8));
+      add(FieldId::atomiceth_swapdt, cur + 12, 8, get64(d_ + cur + 12));
+      add(FieldId::atomiceth_cmpdt, cur + 20, 8, get64(d_ + cur + 20));
       cur += 28;
     }
     if (ext(kAeth, 4, "AETH")) {
@@ -528,14 +522,14 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
                                   FieldId::aeth_syndrome_reserved_value,
                                   FieldId::aeth_syndrome_error_code};
       add(kSub[kind_bits], cur, 1, syn & 0x1fU);
-      add(FieldId::aeth_msn, cur + 1, 3, be24(d_ + cur + 1));
+      add(FieldId::aeth_msn, cur + 1, 3, get24(d_ + cur + 1));
       if (kind_bits == 3 && (syn & 0x1fU) > 4)
         note(Severity::Warn, "AETH NAK with reserved code {}", syn & 0x1fU);
       cur += 4;
     }
     if (ext(kAtomicAck, 8, "AtomicAckETH")) {
       add(FieldId::atomicacketh, cur, 8, 0);
-      add(FieldId::atomicacketh_origremdt, cur, 8, be64(d_ + cur));
+      add(FieldId::atomicacketh_origremdt, cur, 8, get64(d_ + cur));
       cur += 8;
     }
     if (ext(kImm, 4, "ImmDt")) {
@@ -590,7 +584,7 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   }
   const std::uint32_t wire = le32(d_ + icrc_off);
   p_.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
-  add(FieldId::invariant_crc, icrc_off, 4, be32(d_ + icrc_off));
+  add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
   if (p_.icrc == CrcStatus::Bad) {
     add(FieldId::icrc_bad, icrc_off, 4, 1);
     note(Severity::Warn, "ICRC bad: computed 0x{0:08x}, frame has 0x{1:08x}", comp, wire);
@@ -604,19 +598,19 @@ void Decoder::mad(std::size_t off, std::size_t end) {
   add(FieldId::mad_mgmtclass, off + 1, 1, m[1]);
   add(FieldId::mad_classversion, off + 2, 1, m[2]);
   add(FieldId::mad_method, off + 3, 1, m[3]);
-  add(FieldId::mad_status, off + 4, 2, be16(m + 4));
-  add(FieldId::mad_classspecific, off + 6, 2, be16(m + 6));
-  add(FieldId::mad_transactionid, off + 8, 8, be64(m + 8));
-  add(FieldId::mad_attributeid, off + 16, 2, be16(m + 16));
+  add(FieldId::mad_status, off + 4, 2, get16(m + 4));
+  add(FieldId::mad_classspecific, off + 6, 2, get16(m + 6));
+  add(FieldId::mad_transactionid, off + 8, 8, get64(m + 8));
+  add(FieldId::mad_attributeid, off + 16, 2, get16(m + 16));
   add(FieldId::reserved, off + 18, 2, 0);
-  add(FieldId::mad_attributemodifier, off + 20, 4, be32(m + 20));
+  add(FieldId::mad_attributemodifier, off + 20, 4, get32(m + 20));
   if (end > off + 24) add(FieldId::mad_data, off + 24, end - off - 24, 0);
   p_.has_mad = true;
   p_.mad_off = static_cast<std::uint32_t>(off);
   p_.mad_class = m[1];
   p_.mad_method = m[3];
-  p_.mad_attr = be16(m + 16);
-  p_.mad_tid = be64(m + 8);
+  p_.mad_attr = get16(m + 16);
+  p_.mad_tid = get64(m + 8);
   if (end - off < 256) note(Severity::Warn, "MAD of {} bytes (256 expected)", end - off);
 }
 

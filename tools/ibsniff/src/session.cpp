@@ -2,22 +2,16 @@
 
 #include <algorithm>
 
+#include "sdp/bytes.hpp"
+
 namespace ibsniff {
 
 namespace {
 
-std::uint16_t be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
-}
-std::uint32_t be24(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
-}
-std::uint32_t be32(const std::uint8_t* p) {
-  return std::uint32_t{be16(p)} << 16 | be16(p + 2);
-}
-std::uint64_t be64(const std::uint8_t* p) {
-  return std::uint64_t{be32(p)} << 32 | be32(p + 4);
-}
+using ::sdp::be::get16;
+using ::sdp::be::get24;
+using ::sdp::be::get32;
+using ::sdp::be::get64;
 
 constexpr std::size_t kCmData = 232;  // CM attribute data after the 24-byte MAD header
 
@@ -41,10 +35,6 @@ sdp::Address to_sdp(const Packet& p, const Address& a) {
   return {};
 }
 
-bool is_ipcm_service_id(std::uint64_t sid) {
-  return (sid & 0xFFFF'FFFF'FF00'0000ULL) == 0x0000'0000'0100'0000ULL;
-}
-
 }  // namespace
 
 void Session::add_note(Packet& p, Severity s, std::string text) {
@@ -63,10 +53,10 @@ void Session::sdp_bsdh_fields(Packet& p, std::size_t off, std::size_t avail) {
   };
   add(FieldId::sdp_bsdh_mid, 0, 1, b[0]);
   add(FieldId::sdp_bsdh_flags, 1, 1, b[1]);
-  add(FieldId::sdp_bsdh_bufs, 2, 2, be16(b + 2));
-  add(FieldId::sdp_bsdh_len, 4, 4, be32(b + 4));
-  add(FieldId::sdp_bsdh_mseq, 8, 4, be32(b + 8));
-  add(FieldId::sdp_bsdh_mseqack, 12, 4, be32(b + 12));
+  add(FieldId::sdp_bsdh_bufs, 2, 2, get16(b + 2));
+  add(FieldId::sdp_bsdh_len, 4, 4, get32(b + 4));
+  add(FieldId::sdp_bsdh_mseq, 8, 4, get32(b + 8));
+  add(FieldId::sdp_bsdh_mseqack, 12, 4, get32(b + 12));
   p.sdp_mid = b[0];
 }
 
@@ -81,9 +71,9 @@ void Session::sdp_hello_fields(Packet& p, std::size_t off, bool full) {
   add(FieldId::sdp_hh_ipv, 1, 1, h[1] >> 4);
   add(FieldId::sdp_hh_cap, 1, 1, h[1] & 0x0F);
   add(FieldId::sdp_hh_maxadverts, 3, 1, h[3]);
-  add(FieldId::sdp_hh_desremrcvsz, 4, 4, be32(h + 4));
-  add(FieldId::sdp_hh_localrcvsz, 8, 4, be32(h + 8));
-  add(FieldId::sdp_hh_localport, 12, 2, be16(h + 12));
+  add(FieldId::sdp_hh_desremrcvsz, 4, 4, get32(h + 4));
+  add(FieldId::sdp_hh_localrcvsz, 8, 4, get32(h + 8));
+  add(FieldId::sdp_hh_localport, 12, 2, get16(h + 12));
   if (full) {
     add(FieldId::sdp_hh_src_ip, 16, 16, 0);
     add(FieldId::sdp_hh_dst_ip, 32, 16, 0);
@@ -102,32 +92,32 @@ void Session::cm(Packet& p) {
   ev.transaction_id = p.mad_tid;
   ev.src = to_sdp(p, p.src);
   ev.dst = to_sdp(p, p.dst);
-  ev.local_comm_id = be32(c);
-  ev.remote_comm_id = be32(c + 4);
+  ev.local_comm_id = get32(c);
+  ev.remote_comm_id = get32(c + 4);
   std::size_t priv = 0, priv_len = 0;
   switch (p.mad_attr) {
     case 0x0010: {  // REQ
       ev.kind = sdp::CmKind::Req;
-      ev.service_id = be64(c + 8);
-      ev.local_qpn = be24(c + 32);
+      ev.service_id = get64(c + 8);
+      ev.local_qpn = get24(c + 32);
       add(FieldId::cm_req, 0, 4, ev.local_comm_id);
       add(FieldId::cm_req_serviceid, 8, 8, ev.service_id);
       add(FieldId::cm_req_localqpn, 32, 3, ev.local_qpn);
-      add(FieldId::cm_req_startpsn, 44, 3, be24(c + 44));
-      add(FieldId::cm_req_pkey, 48, 2, be16(c + 48));
-      add(FieldId::cm_req_prim_locallid, 52, 2, be16(c + 52));
-      add(FieldId::cm_req_prim_remotelid, 54, 2, be16(c + 54));
+      add(FieldId::cm_req_startpsn, 44, 3, get24(c + 44));
+      add(FieldId::cm_req_pkey, 48, 2, get16(c + 48));
+      add(FieldId::cm_req_prim_locallid, 52, 2, get16(c + 52));
+      add(FieldId::cm_req_prim_remotelid, 54, 2, get16(c + 54));
       add(FieldId::cm_req_prim_localgid, 56, 16, 0);
       add(FieldId::cm_req_prim_remotegid, 72, 16, 0);
       priv = 140;
       priv_len = 92;
       add(FieldId::cm_req_private, priv, priv_len, 0);
-      if (is_ipcm_service_id(ev.service_id)) {
+      if (::sdp::wire::is_ipcm_service_id(ev.service_id)) {
         const std::uint8_t* h = c + priv;
         add(FieldId::cm_req_ip_cm_majv, priv, 1, h[0] >> 4);
         add(FieldId::cm_req_ip_cm_minv, priv, 1, h[0] & 0x0F);
         add(FieldId::cm_req_ip_cm_ipv, priv + 1, 1, h[1] >> 4);
-        add(FieldId::cm_req_ip_cm_sport, priv + 2, 2, be16(h + 2));
+        add(FieldId::cm_req_ip_cm_sport, priv + 2, 2, get16(h + 2));
         if ((h[1] >> 4) == 6) {
           add(FieldId::cm_req_ip_cm_sip6, priv + 4, 16, 0);
           add(FieldId::cm_req_ip_cm_dip6, priv + 20, 16, 0);
@@ -141,11 +131,11 @@ void Session::cm(Packet& p) {
     }
     case 0x0013:  // REP
       ev.kind = sdp::CmKind::Rep;
-      ev.local_qpn = be24(c + 12);
+      ev.local_qpn = get24(c + 12);
       add(FieldId::cm_rep, 0, 4, ev.local_comm_id);
       add(FieldId::cm_rep_remotecommid, 4, 4, ev.remote_comm_id);
       add(FieldId::cm_rep_localqpn, 12, 3, ev.local_qpn);
-      add(FieldId::cm_rep_startpsn, 20, 3, be24(c + 20));
+      add(FieldId::cm_rep_startpsn, 20, 3, get24(c + 20));
       priv = 36;
       priv_len = 196;
       add(FieldId::cm_rep_private, priv, priv_len, 0);
@@ -159,7 +149,7 @@ void Session::cm(Packet& p) {
       ev.kind = sdp::CmKind::Rej;
       add(FieldId::cm_rej_localcommid, 0, 4, ev.local_comm_id);
       add(FieldId::cm_rej_remotecommid, 4, 4, ev.remote_comm_id);
-      add(FieldId::cm_rej_reason, 10, 2, be16(c + 10));
+      add(FieldId::cm_rej_reason, 10, 2, get16(c + 10));
       add(FieldId::cm_rej_private, 84, 148, 0);
       break;
     case 0x0015:  // DREQ
@@ -205,8 +195,7 @@ void Session::rc(Packet& p) {
   p.fields.push_back(Field{FieldId::sdp_conn, 0, 0, r.conn->id});
   p.fields.push_back(Field{FieldId::sdp_dir, 0, 0, static_cast<std::uint64_t>(r.direction)});
   // As tshark does, the BSDH is shown on the packet that carries it (SEND First / Only).
-  const bool starts = p.opcode == 0x00 || p.opcode == 0x04 || p.opcode == 0x05 || p.opcode == 0x17;
-  if (starts && r.kind != sdp::SdpResult::Kind::Duplicate)
+  if (sdp::send_starts_message(p.opcode) && r.kind != sdp::SdpResult::Kind::Duplicate)
     sdp_bsdh_fields(p, p.payload_off, rp.payload.size());
   if (r.kind == sdp::SdpResult::Kind::Malformed)
     add_note(p, Severity::Error, "malformed SDP message: " + std::string(r.error.reason()));
