@@ -168,6 +168,30 @@ int cm_event_errno(const rdma_cm_event& ev) noexcept {
 }
 
 // ------------------------------------------------------------------------------------------
+// Attention
+
+Attention::~Attention() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int Attention::init(int epfd) {
+  fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd_ < 0 || epoll_add(epfd, fd_) != 0) return errno;
+  return 0;
+}
+
+void Attention::set(bool on) {
+  if (on == on_) return;
+  on_ = on;
+  std::uint64_t v = 1;
+  if (on) {
+    [[maybe_unused]] auto n = ::write(fd_, &v, sizeof v);
+  } else {
+    [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
 // Connection
 
 Connection::Connection(Role role, const Options& opt, CmMode mode)
@@ -184,8 +208,7 @@ Connection::~Connection() {
     if (m.mr != nullptr) ibv_dereg_mr(m.mr);
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (channel_ != nullptr) rdma_destroy_event_channel(channel_);
-  for (int fd : {attention_fd_, timer_fd_})
-    if (fd >= 0) ::close(fd);
+  if (timer_fd_ >= 0) ::close(timer_fd_);
   if (owns_epfd_ && epfd_ >= 0) ::close(epfd_);
 }
 
@@ -193,30 +216,19 @@ int Connection::init(int epfd) {
   engine_.tick(now_ms());
   owns_epfd_ = epfd < 0;
   epfd_ = epfd < 0 ? epoll_create1(EPOLL_CLOEXEC) : epfd;
-  attention_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-  if (epfd_ < 0 || attention_fd_ < 0 || timer_fd_ < 0) return errno;
+  if (epfd_ < 0 || timer_fd_ < 0) return errno;
+  if (const int e = attention_.init(epfd_); e != 0) return e;
   channel_ = rdma_create_event_channel();
   if (channel_ == nullptr) return errno != 0 ? errno : ENODEV;
   if (set_nonblock(channel_->fd) != 0 || epoll_add(epfd_, channel_->fd) != 0 ||
-      epoll_add(epfd_, attention_fd_) != 0 || epoll_add(epfd_, timer_fd_) != 0)
+      epoll_add(epfd_, timer_fd_) != 0)
     return errno;
   return 0;
 }
 
 std::uint32_t Connection::qp_num() const noexcept {
   return id_ != nullptr && id_->qp != nullptr ? id_->qp->qp_num : 0;
-}
-
-void Connection::set_attention(bool on) {
-  if (on == attention_) return;
-  attention_ = on;
-  std::uint64_t v = 1;
-  if (on) {
-    [[maybe_unused]] auto n = ::write(attention_fd_, &v, sizeof v);
-  } else {
-    [[maybe_unused]] auto n = ::read(attention_fd_, &v, sizeof v);
-  }
 }
 
 void Connection::fail(int err, std::string why) {
@@ -795,32 +807,18 @@ Listener::~Listener() {
   ready_.clear();
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (channel_ != nullptr) rdma_destroy_event_channel(channel_);
-  if (attention_fd_ >= 0) ::close(attention_fd_);
 }
 
 int Listener::init(int epfd) {
   epfd_ = epfd;
-  attention_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epfd_ < 0 || attention_fd_ < 0) return errno;
+  if (epfd_ < 0) return EBADF;
+  if (const int e = attention_.init(epfd_); e != 0) return e;
   channel_ = rdma_create_event_channel();
   if (channel_ == nullptr) return errno != 0 ? errno : ENODEV;
-  if (set_nonblock(channel_->fd) != 0 || epoll_add(epfd_, channel_->fd) != 0 ||
-      epoll_add(epfd_, attention_fd_) != 0)
-    return errno;
+  if (set_nonblock(channel_->fd) != 0 || epoll_add(epfd_, channel_->fd) != 0) return errno;
   const rdma_port_space ps = mode_ == CmMode::Native ? RDMA_PS_IB : RDMA_PS_TCP;
   if (rdma_create_id(channel_, &id_, this, ps) != 0) return errno;
   return 0;
-}
-
-void Listener::set_attention(bool on) {
-  if (on == attention_) return;
-  attention_ = on;
-  std::uint64_t v = 1;
-  if (on) {
-    [[maybe_unused]] auto n = ::write(attention_fd_, &v, sizeof v);
-  } else {
-    [[maybe_unused]] auto n = ::read(attention_fd_, &v, sizeof v);
-  }
 }
 
 int Listener::bind(const sockaddr* addr) {

@@ -42,6 +42,23 @@ struct Options {
 void trace_line(const std::string& line);
 bool trace_enabled() noexcept;
 
+// An eventfd in a socket's epoll set that the socket layer raises while the socket has something
+// to report (shared by connections and listeners).
+class Attention {
+ public:
+  Attention() = default;
+  ~Attention();
+  Attention(const Attention&) = delete;
+  Attention& operator=(const Attention&) = delete;
+  // Creates the eventfd and adds it to epfd. Returns 0 or an errno value.
+  int init(int epfd);
+  void set(bool on);
+
+ private:
+  int fd_ = -1;
+  bool on_ = false;
+};
+
 class Connection {
  public:
   enum class Phase : std::uint8_t {
@@ -105,7 +122,7 @@ class Connection {
   std::uint32_t qp_num() const noexcept;
 
   // Raises or lowers the "attention" eventfd in the epoll set.
-  void set_attention(bool on);
+  void set_attention(bool on) { attention_.set(on); }
 
   // Runs the engine's pending actions (after an application call into the engine).
   void run_actions();
@@ -144,9 +161,9 @@ class Connection {
   int error_ = 0;
   std::string error_text_;
 
-  int epfd_ = -1, attention_fd_ = -1, timer_fd_ = -1;
+  int epfd_ = -1, timer_fd_ = -1;
+  Attention attention_;
   bool owns_epfd_ = false;
-  bool attention_ = false;
   std::uint64_t timer_armed_ = UINT64_MAX;
   rdma_event_channel* channel_ = nullptr;  // own CM channel
   rdma_cm_id* id_ = nullptr;
@@ -191,14 +208,14 @@ class Listener {
   bool has_ready() const noexcept { return !ready_.empty(); }
   std::unique_ptr<Connection> pop();
   const sockaddr_storage& local_addr() const noexcept { return local_; }
-  void set_attention(bool on);
+  void set_attention(bool on) { attention_.set(on); }
   Options& options() noexcept { return opt_; }
 
  private:
   Options opt_;
   CmMode mode_;
-  int epfd_ = -1, attention_fd_ = -1;
-  bool attention_ = false;
+  int epfd_ = -1;
+  Attention attention_;
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* id_ = nullptr;
   int backlog_ = 16;
