@@ -207,24 +207,20 @@ const char* const kFields[] = {
     "data.data",
 };
 
-// The unrelated payload heuristics are disabled (capture-formats.md §4.3), SDP's too for the
-// transport comparison (the SDP fields are compared by IbsniffSdp.NativeSdpFieldsMatchTshark).
-constexpr const char* kDisabledHeuristics =
-    " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"
-    " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband"
-    " --disable-heuristic fc_infiniband --disable-heuristic iser_infiniband"
-    " --disable-heuristic mellanox_eoib --disable-heuristic eth_over_ib"
-    " --disable-heuristic sdp_infiniband --disable-heuristic drbd_rdma"
-    " --disable-heuristic iser_ib_private --disable-heuristic nvme_rdma_cm_private"
-    " --disable-heuristic lnet_ib_cm_private --disable-heuristic sdp_ib_private";
-// The same, with tshark's SDP dissector left on (for the SDP comparison).
-constexpr const char* kDisabledButSdp =
-    " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"
-    " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband"
-    " --disable-heuristic fc_infiniband --disable-heuristic iser_infiniband"
-    " --disable-heuristic mellanox_eoib --disable-heuristic eth_over_ib"
-    " --disable-heuristic drbd_rdma --disable-heuristic iser_ib_private"
-    " --disable-heuristic nvme_rdma_cm_private --disable-heuristic lnet_ib_cm_private";
+// The unrelated payload heuristics (capture-formats.md §4.3). kDisabledButSdp leaves tshark's SDP
+// dissector on (for the SDP comparison); kDisabledHeuristics turns it off too (for the transport
+// comparison; the SDP fields are compared by IbsniffSdp.NativeSdpFieldsMatchTshark).
+#define IBSNIFF_UNRELATED_HEURISTICS                                                               \
+  " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"              \
+  " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband" \
+  " --disable-heuristic fc_infiniband --disable-heuristic iser_infiniband"                         \
+  " --disable-heuristic mellanox_eoib --disable-heuristic eth_over_ib"                             \
+  " --disable-heuristic drbd_rdma --disable-heuristic iser_ib_private"                             \
+  " --disable-heuristic nvme_rdma_cm_private --disable-heuristic lnet_ib_cm_private"
+constexpr const char* kDisabledButSdp = IBSNIFF_UNRELATED_HEURISTICS;
+constexpr const char* kDisabledHeuristics = IBSNIFF_UNRELATED_HEURISTICS
+    " --disable-heuristic sdp_infiniband --disable-heuristic sdp_ib_private";
+#undef IBSNIFF_UNRELATED_HEURISTICS
 
 // Known differences, each counted and asserted (the test fails on any other difference):
 //  * kTftp — capture-formats.md §5 item 2: tshark's UDP dissector tries the lower port first, so
