@@ -1,5 +1,7 @@
 #include "sdp_follow.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -69,6 +71,24 @@ Address Address::ipv4(std::span<const std::uint8_t, 4> v4) {
 bool send_starts_message(std::uint8_t opcode) noexcept {
   const SendPart part = send_part(opcode);
   return part == SendPart::First || part == SendPart::Only;
+}
+
+std::string to_string(const Address& a) {
+  switch (a.kind) {
+    case Address::Kind::None:
+      return "-";
+    case Address::Kind::Lid:
+      return "LID " + std::to_string((a.bytes[14] << 8) | a.bytes[15]);
+    case Address::Kind::Gid:
+      break;
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  if (std::memcmp(a.bytes.data(), kMapped, sizeof kMapped) == 0)
+    inet_ntop(AF_INET, a.bytes.data() + 12, buf, sizeof buf);
+  else
+    inet_ntop(AF_INET6, a.bytes.data(), buf, sizeof buf);
+  return buf;
 }
 
 const char* setup_name(Setup s) noexcept {

@@ -165,6 +165,9 @@ class Follower {
 // Immediate, Only with Invalidate): the packets that carry an SDP message's BSDH.
 bool send_starts_message(std::uint8_t opcode) noexcept;
 
+// "LID 7", "192.168.65.4" (IPv4-mapped GIDs), "fe80::1", "-" (none) for printing.
+std::string to_string(const Address& a);
+
 // "native SDP" / "IP CM" / "forced" for printing.
 const char* setup_name(Setup s) noexcept;
 

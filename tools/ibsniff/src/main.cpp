@@ -1,53 +1,128 @@
-// ibsniff: InfiniBand / RoCE dissector CLI (tshark-compatible field names and renderings).
+// ibsniff: InfiniBand / RoCE / SDP dissector CLI (tshark-compatible field names and renderings).
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "ibsniff/conv.hpp"
 #include "ibsniff/decoder.hpp"
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
 #include "ibsniff/session.hpp"
+#include "ibsniff/tree.hpp"
 
 namespace {
 
-constexpr const char* kDescription = R"(ibsniff: decode InfiniBand and RoCE captures.
+constexpr const char* kDescription = R"(ibsniff: decode InfiniBand, RoCE and SDP traffic.
 
-Reads pcap/pcapng files (link types Ethernet with optional 802.1Q/QinQ tags, Linux SLL/SLL2,
-raw IPv4/IPv6, ERF type 21 and LINKTYPE_INFINIBAND) and decodes RoCEv1 (EtherType 0x8915),
-RoCEv2 (UDP destination port 4791) and native InfiniBand: LRH, GRH, BTH (RC/UC/RD/UD/XRC and
-CNP), RDETH, DETH, RETH, AtomicETH, AETH, AtomicAckETH, ImmDt, IETH, XRCETH, the MAD common
-header on QP0/QP1, payload and pad; ICRC and VCRC are verified.
+Reads pcap/pcapng files (-r) or captures live (-i) through libpcap. Link types: Ethernet with
+optional 802.1Q/QinQ tags, Linux SLL/SLL2, raw IPv4/IPv6, ERF type 21 and LINKTYPE_INFINIBAND.
+Decodes RoCEv1 (EtherType 0x8915), RoCEv2 (UDP destination port 4791) and native InfiniBand:
+LRH, GRH, BTH (RC/UC/RD/UD/XRC and CNP), RDETH, DETH, RETH, AtomicETH, AETH, AtomicAckETH, ImmDt,
+IETH, XRCETH, MADs and CM messages; ICRC and VCRC are verified. SDP connections are followed
+through the CM (native SDP service IDs, or IP CM whose private data holds a Hello) and every SDP
+message is decoded, multi-packet SENDs reassembled.
 
-Default output: one line per packet (number, relative time, source → destination, protocol,
-length, info) followed by the packet's notes in brackets (truncation, lying length fields,
-bad CRCs).
-With -T fields, one line per packet with the -e fields separated by tabs (-E separator=),
-rendered like `tshark -T fields` and with the same field names (infiniband.bth.opcode, ...);
-repeated occurrences are joined with ',' (-E occurrence=a|f|l). ibsniff-only fields start with
-"ibsniff." (ibsniff.icrc.bad, ibsniff.vcrc.bad, ibsniff.bth.fecn, ...). --list-fields prints
-the names known.
+Output: one summary line per packet (default); -V a tree of every field; -T json (tshark's
+layout); -T fields -e FIELD ... with the text tshark prints for the same field names (-E
+header=y, separator=, occurrence=a|f|l); -q -z conv per-conversation statistics. Notes in
+brackets flag truncation, lying length fields, bad CRCs and SDP protocol errors.
 
-Exit status: 0 on success, 1 on a bad option, unreadable file or unknown field name.)";
+Filters: -f is a BPF capture filter (tcpdump syntax), applied before decoding, to files too;
+-Y is a display filter on decoded fields (tshark subset: ==, !=, <, >, <=, >=, contains, in
+{...}, &&, ||, !, parentheses, a bare field name tests presence).
+
+Exit status: 0 on success, 1 on a bad option, unreadable input, unknown field or bad filter,
+2 when reading stopped on an input error.)";
+
+ibsniff::Reader* g_reader = nullptr;
+extern "C" void on_signal(int) {
+  if (g_reader != nullptr) g_reader->stop();
+}
+
+struct FieldsOptions {
+  std::vector<ibsniff::FieldId> ids;
+  bool header = false;
+  std::string sep = "\t";
+  int occurrence = 0;
+};
+
+bool parse_fields_options(const std::vector<std::string>& names,
+                          const std::vector<std::string>& opts, FieldsOptions& out) {
+  for (const auto& name : names) {
+    auto id = ibsniff::field_by_name(name);
+    if (!id) {
+      std::fprintf(stderr, "ibsniff: unknown field '%s' (--list-fields lists them)\n",
+                   name.c_str());
+      return false;
+    }
+    out.ids.push_back(*id);
+  }
+  for (const auto& opt : opts) {
+    const auto eq = opt.find('=');
+    const std::string key = opt.substr(0, eq);
+    const std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
+    if (key == "header" && (val == "y" || val == "n")) {
+      out.header = val == "y";
+    } else if (key == "separator" && !val.empty()) {
+      out.sep = val == "/t" ? "\t" : val == "/s" ? " " : val;
+    } else if (key == "occurrence" && (val == "a" || val == "f" || val == "l")) {
+      out.occurrence = val == "a" ? 0 : val == "f" ? 1 : -1;
+    } else {
+      std::fprintf(stderr,
+                   "ibsniff: bad -E option '%s' (header=y|n, separator=/t|/s|CHAR, "
+                   "occurrence=a|f|l)\n",
+                   opt.c_str());
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{kDescription, "ibsniff"};
-  std::string file;
+  std::string file, iface, write_file, bpf, format = "text";
   long long count = -1;
-  std::string format = "text";
-  std::vector<std::string> fields;
-  std::vector<std::string> field_opts;
-  bool list_fields = false;
+  int snaplen = 262144;
+  std::vector<std::string> fields, field_opts, stats;
+  bool list_fields = false, list_ifaces = false, verbose = false, hex = false, quiet = false;
+  bool print_while_writing = false, no_resolve = false, line_buffered = false, no_promisc = false;
   std::vector<std::uint32_t> sdp_qps;
-  app.add_option("-r,--read-file", file, "capture file to read (pcap or pcapng)");
-  app.add_option("-c,--count", count, "stop after N packets")->check(CLI::NonNegativeNumber);
-  app.add_option("-T", format, "output format: text (default) or fields")
-      ->check(CLI::IsMember({"text", "fields"}));
+  auto* in_file = app.add_option("-r,--read-file", file, "capture file to read (pcap or pcapng)");
+  app.add_option("-i,--interface", iface, "capture live on this interface (see -D)")
+      ->excludes(in_file);
+  app.add_flag("-D,--list-interfaces", list_ifaces, "list the interfaces -i can capture on");
+  app.add_option("-c,--count", count, "stop after N packets (after the filters)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("-w,--write", write_file,
+                 "write the packets (those -f and -Y keep) to this pcap file ('-' = stdout); "
+                 "nothing is printed unless -P")
+      ->type_name("FILE");
+  app.add_flag("-P", print_while_writing, "print packets while writing with -w");
+  app.add_option("-f", bpf, "BPF capture filter (tcpdump syntax), for -i and -r")
+      ->type_name("FILTER");
+  app.add_option("-s,--snapshot-length", snaplen, "live capture: bytes kept per packet")
+      ->check(CLI::Range(64, 262144));
+  app.add_flag("-p,--no-promiscuous-mode", no_promisc, "live capture: no promiscuous mode");
+  app.add_flag("-n", no_resolve,
+               "no name resolution (ibsniff never resolves names; accepted for tshark/tcpdump "
+               "habits)");
+  app.add_flag("-l", line_buffered, "flush standard output after each packet (on with -i)");
+  app.add_option("-T", format, "output format: text (default), fields or json")
+      ->check(CLI::IsMember({"text", "fields", "json"}));
+  app.add_flag("-V", verbose, "print the whole field tree of each packet");
+  app.add_flag("-x", hex, "print a hex dump of each packet (text output)");
   app.add_option("-e", fields, "field to print with -T fields (repeatable)")->take_first();
   app.add_option("-E", field_opts,
                  "-T fields option: header=y|n, separator=/t|/s|<char>, occurrence=a|f|l")
+      ->take_first();
+  app.add_flag("-q", quiet, "print no packets (with -z: only the statistics)");
+  app.add_option("-z", stats,
+                 "statistics at the end: conv (InfiniBand and SDP), conv,ib or conv,sdp")
+      ->check(CLI::IsMember({"conv", "conv,ib", "conv,sdp"}))
       ->take_first();
   app.add_flag("--list-fields", list_fields, "print the field names ibsniff knows and exit");
   app.add_option("--sdp", sdp_qps,
@@ -55,93 +130,139 @@ int main(int argc, char** argv) {
                  "in the capture (repeatable; decimal or 0x hex)")
       ->take_all();
   CLI11_PARSE(app, argc, argv);
+  (void)no_resolve;
 
   if (list_fields) {
     for (const auto& def : ibsniff::field_table())
       std::printf("%.*s\n", static_cast<int>(def.name.size()), def.name.data());
     return 0;
   }
-  if (file.empty()) {
-    std::fprintf(stderr, "ibsniff: no capture file given (-r FILE); see --help\n");
+  if (list_ifaces) {
+    std::string err;
+    const auto all = ibsniff::Reader::interfaces(&err);
+    if (!err.empty()) {
+      std::fprintf(stderr, "ibsniff: %s\n", err.c_str());
+      return 1;
+    }
+    for (std::size_t i = 0; i < all.size(); ++i) std::printf("%zu. %s\n", i + 1, all[i].c_str());
+    return 0;
+  }
+  if (file.empty() && iface.empty()) {
+    std::fprintf(stderr, "ibsniff: no input: -r FILE or -i INTERFACE (see --help)\n");
     return 1;
   }
-  std::vector<ibsniff::FieldId> ids;
-  bool header = false;
-  std::string sep = "\t";
-  int occurrence = 0;
+  FieldsOptions fo;
   if (format == "fields") {
     if (fields.empty()) {
       std::fprintf(stderr, "ibsniff: -T fields needs at least one -e FIELD\n");
       return 1;
     }
-    for (const auto& name : fields) {
-      auto id = ibsniff::field_by_name(name);
-      if (!id) {
-        std::fprintf(stderr, "ibsniff: unknown field '%s' (--list-fields lists them)\n",
-                     name.c_str());
-        return 1;
-      }
-      ids.push_back(*id);
-    }
-    for (const auto& opt : field_opts) {
-      const auto eq = opt.find('=');
-      const std::string key = opt.substr(0, eq);
-      const std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
-      if (key == "header" && (val == "y" || val == "n")) {
-        header = val == "y";
-      } else if (key == "separator" && !val.empty()) {
-        sep = val == "/t" ? "\t" : val == "/s" ? " " : val;
-      } else if (key == "occurrence" && (val == "a" || val == "f" || val == "l")) {
-        occurrence = val == "a" ? 0 : val == "f" ? 1 : -1;
-      } else {
-        std::fprintf(stderr, "ibsniff: bad -E option '%s'\n", opt.c_str());
-        return 1;
-      }
-    }
+    if (!parse_fields_options(fields, field_opts, fo)) return 1;
   } else if (!fields.empty()) {
     std::fprintf(stderr, "ibsniff: -e needs -T fields\n");
     return 1;
   }
 
   std::string error;
-  auto reader = ibsniff::Reader::open(file, &error);
+  std::unique_ptr<ibsniff::Reader> reader;
+  if (!iface.empty()) {
+    ibsniff::LiveOptions lo;
+    lo.snaplen = snaplen;
+    lo.promiscuous = !no_promisc;
+    reader = ibsniff::Reader::open_live(iface, bpf, lo, &error);
+    line_buffered = true;
+  } else {
+    reader = ibsniff::Reader::open(file, bpf, &error);
+  }
+  const std::string& input = iface.empty() ? file : iface;
   if (!reader) {
-    std::fprintf(stderr, "ibsniff: %s: %s\n", file.c_str(), error.c_str());
+    std::fprintf(stderr, "ibsniff: %s: %s\n", input.c_str(), error.c_str());
     return 1;
   }
-  if (header) {
-    std::string line;
-    for (std::size_t i = 0; i < fields.size(); ++i) {
-      if (i > 0) line += sep;
-      line += fields[i];
+  std::unique_ptr<ibsniff::Writer> writer;
+  if (!write_file.empty()) {
+    writer = ibsniff::Writer::open(*reader, write_file, &error);
+    if (!writer) {
+      std::fprintf(stderr, "ibsniff: %s: %s\n", write_file.c_str(), error.c_str());
+      return 1;
     }
-    std::printf("%s\n", line.c_str());
   }
+  const bool print = !quiet && (!writer || print_while_writing);
+  const bool conv_ib = !stats.empty() && (stats[0] == "conv" || stats[0] == "conv,ib");
+  const bool conv_sdp = !stats.empty() && (stats[0] == "conv" || stats[0] == "conv,sdp");
+
+  g_reader = reader.get();
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::string out;
+  auto flush_out = [&] {
+    if (!out.empty()) std::fwrite(out.data(), 1, out.size(), stdout);
+    out.clear();
+    if (line_buffered) std::fflush(stdout);
+  };
+  if (print && format == "fields" && fo.header) {
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+      if (i > 0) out += fo.sep;
+      out += fields[i];
+    }
+    out += '\n';
+  }
+  if (print && format == "json") out += "[\n";
+
   ibsniff::Packet p;
   ibsniff::Session session;  // CM fields and SDP, which need the capture's history
   for (std::uint32_t q : sdp_qps) session.force_sdp_qp(q);
+  ibsniff::ConvTable conv;
   ibsniff::TimeRef ref;
-  std::string line;
   long long n = 0;
   while ((count < 0 || n < count) && reader->next(p, &error)) {
-    ++n;
     session.process(p);
     ref.observe(p);
+    ++n;
+    if (writer) writer->write(p);
+    if (conv_ib) conv.observe(p);
+    if (!print) continue;
     if (format == "fields") {
-      line.clear();
-      for (std::size_t i = 0; i < ids.size(); ++i) {
-        if (i > 0) line += sep;
-        ibsniff::render_occurrences(p, ids[i], ref, occurrence, line);
+      for (std::size_t i = 0; i < fo.ids.size(); ++i) {
+        if (i > 0) out += fo.sep;
+        ibsniff::render_occurrences(p, fo.ids[i], ref, fo.occurrence, out);
       }
+      out += '\n';
+    } else if (format == "json") {
+      if (n > 1) out += ",\n";
+      out += ibsniff::packet_json(p, ref);
     } else {
-      line = ibsniff::summary_line(p, ref);
+      if (verbose) {
+        ibsniff::append_tree(p, ref, out);
+      } else {
+        out += ibsniff::summary_line(p, ref);
+        out += '\n';
+      }
+      if (hex) ibsniff::append_hex(p, out);
     }
-    line += '\n';
-    std::fwrite(line.data(), 1, line.size(), stdout);
+    if (line_buffered || out.size() >= (1u << 16)) flush_out();
   }
+  if (print && format == "json") out += "\n]\n";
+  if (conv_ib) out += conv.format_ib();
+  if (conv_sdp) out += ibsniff::ConvTable::format_sdp(session.follower());
+  flush_out();
+  std::fflush(stdout);
+  g_reader = nullptr;
+  int rc = 0;
   if (!error.empty()) {
-    std::fprintf(stderr, "ibsniff: %s: %s\n", file.c_str(), error.c_str());
-    return 1;
+    std::fprintf(stderr, "ibsniff: %s: %s\n", input.c_str(), error.c_str());
+    rc = 2;
   }
-  return 0;
+  if (writer && !writer->flush(&error)) {
+    std::fprintf(stderr, "ibsniff: %s: %s\n", write_file.c_str(), error.c_str());
+    rc = 2;
+  }
+  if (reader->live()) {
+    std::fprintf(stderr, "%lld packets captured", n);
+    if (const long long d = reader->dropped(); d >= 0) std::fprintf(stderr, ", %lld dropped", d);
+    std::fprintf(stderr, "\n");
+  }
+  return rc;
 }

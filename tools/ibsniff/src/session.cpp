@@ -15,7 +15,9 @@ using ::sdp::be::get64;
 
 constexpr std::size_t kCmData = 232;  // CM attribute data after the 24-byte MAD header
 
-sdp::Address to_sdp(const Packet& p, const Address& a) {
+}  // namespace
+
+sdp::Address sdp_address(const Packet& p, const Address& a) {
   const std::uint8_t* d = p.data.data();
   switch (a.kind) {
     case AddrKind::Lid:
@@ -34,8 +36,6 @@ sdp::Address to_sdp(const Packet& p, const Address& a) {
   }
   return {};
 }
-
-}  // namespace
 
 void Session::add_note(Packet& p, Severity s, std::string text) {
   if (notes_used_ >= note_text_.size()) return;
@@ -90,8 +90,8 @@ void Session::cm(Packet& p) {
   };
   sdp::CmEvent ev;
   ev.transaction_id = p.mad_tid;
-  ev.src = to_sdp(p, p.src);
-  ev.dst = to_sdp(p, p.dst);
+  ev.src = sdp_address(p, p.src);
+  ev.dst = sdp_address(p, p.dst);
   ev.local_comm_id = get32(c);
   ev.remote_comm_id = get32(c + 4);
   std::size_t priv = 0, priv_len = 0;
@@ -184,8 +184,8 @@ void Session::cm(Packet& p) {
 void Session::rc(Packet& p) {
   if (p.payload_end < p.payload_off + p.pad || p.payload_end > p.data.size()) return;
   sdp::RcPacket rp;
-  rp.src = to_sdp(p, p.src);
-  rp.dst = to_sdp(p, p.dst);
+  rp.src = sdp_address(p, p.src);
+  rp.dst = sdp_address(p, p.dst);
   rp.opcode = p.opcode;
   rp.dest_qp = p.dest_qp;
   rp.psn = p.psn;

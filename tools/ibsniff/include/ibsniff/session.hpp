@@ -13,6 +13,9 @@
 
 namespace ibsniff {
 
+// A packet address (LRH LID, GRH GID, IP address) as the SDP layer keys connections by.
+sdp::Address sdp_address(const Packet& p, const Address& a);
+
 class Session {
  public:
   // Treat RC traffic to this QP as SDP even without its CM exchange (--sdp QP).
