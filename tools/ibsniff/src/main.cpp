@@ -129,7 +129,11 @@ int main(int argc, char** argv) {
                  "decode RC SENDs to this QP number as SDP even though the connection setup is not "
                  "in the capture (repeatable; decimal or 0x hex)")
       ->take_all();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;  // --help is a ParseError that exits 0
+  }
   (void)no_resolve;
 
   if (list_fields) {

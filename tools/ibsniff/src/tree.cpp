@@ -44,28 +44,35 @@ bool extends(std::string_view parent, std::string_view child) {
          child[parent.size()] == '.';
 }
 
+// Whether `child` belongs under `parent`: its name extends the parent's, or the parent is a
+// header (bytes) and the child lies within it (infiniband.reserved inside infiniband.bth).
+bool child_of(const Field& parent, const Field& child) {
+  if (extends(tree_name(parent.id), tree_name(child.id))) return true;
+  return field_def(parent.id).type == Ft::Bytes && child.len > 0 && child.off >= parent.off &&
+         child.off + child.len <= parent.off + parent.len && child.id != parent.id;
+}
+
 // Walks the fields as a tree: on_field(field, depth, has_children) with depth 1 for a layer's
 // top fields, on_layer(name) before a layer's first field (a layer starts again when its name
 // changes).
 template <typename OnLayer, typename OnField>
 void walk(const Packet& p, OnLayer on_layer, OnField on_field) {
-  std::array<std::string_view, 16> stack{};
+  std::array<const Field*, 16> stack{};
   std::size_t depth = 0;
   std::string_view layer;
   const auto& fs = p.fields;
   for (std::size_t i = 0; i < fs.size(); ++i) {
-    const std::string_view name = tree_name(fs[i].id);
-    const std::string_view l = layer_of(name);
+    const std::string_view l = layer_of(tree_name(fs[i].id));
     if (l != layer) {
       layer = l;
       depth = 0;
       on_layer(l);
     }
-    while (depth > 0 && !extends(stack[depth - 1], name)) --depth;
-    const bool children =
-        i + 1 < fs.size() && extends(name, tree_name(fs[i + 1].id)) && depth < stack.size();
+    while (depth > 0 && !child_of(*stack[depth - 1], fs[i])) --depth;
+    const bool children = i + 1 < fs.size() && layer_of(tree_name(fs[i + 1].id)) == l &&
+                          child_of(fs[i], fs[i + 1]) && depth < stack.size();
     on_field(fs[i], depth + 1, children);
-    if (children) stack[depth++] = name;
+    if (children) stack[depth++] = &fs[i];
   }
 }
 
@@ -238,7 +245,9 @@ std::string packet_json(const Packet& p, const TimeRef& ref) {
   layers = Json::object();
   std::array<Json*, 18> stack{};
   walk(
-      p, [&](std::string_view layer) { stack[0] = &put(layers, std::string(layer)); },
+      // A layer that resumes after another one (InfiniBand's ICRC after the payload's Data)
+      // continues its object.
+      p, [&](std::string_view layer) { stack[0] = &layers[std::string(layer)]; },
       [&](const Field& f, std::size_t depth, bool children) {
         const std::string name(field_def(f.id).name);
         Json& parent = *stack[depth - 1];
