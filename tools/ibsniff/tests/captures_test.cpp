@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -23,11 +21,17 @@
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
 #include "ibsniff/session.hpp"
+#include "tshark.hpp"
 
 namespace ibsniff {
 namespace {
 
 namespace fs = std::filesystem;
+using test::have_tshark;
+using test::kDisabledButSdp;
+using test::kDisabledHeuristics;
+using test::run;
+using test::shell_quote;
 
 std::vector<fs::path> pcaps_in(const fs::path& dir) {
   std::vector<fs::path> out;
@@ -107,20 +111,6 @@ TEST(IbsniffCaptures, RepositoryCapturesDecodeCleanly) {
 }
 
 // ---- tshark comparison ----
-
-std::string run(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* f = popen(cmd.c_str(), "r");
-  if (f == nullptr) {
-    *status = -1;
-    return out;
-  }
-  std::array<char, 65536> buf{};
-  std::size_t n = 0;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-  *status = pclose(f);
-  return out;
-}
 
 std::vector<std::vector<std::string>> rows(const std::string& text) {
   std::vector<std::vector<std::string>> out;
@@ -207,21 +197,6 @@ const char* const kFields[] = {
     "data.data",
 };
 
-// The unrelated payload heuristics (capture-formats.md §4.3). kDisabledButSdp leaves tshark's SDP
-// dissector on (for the SDP comparison); kDisabledHeuristics turns it off too (for the transport
-// comparison; the SDP fields are compared by IbsniffSdp.NativeSdpFieldsMatchTshark).
-#define IBSNIFF_UNRELATED_HEURISTICS                                                               \
-  " --disable-heuristic rpcrdma_infiniband --disable-heuristic smb_direct_infiniband"              \
-  " --disable-heuristic nvme_rdma --disable-heuristic lnet_ib --disable-heuristic smcr_infiniband" \
-  " --disable-heuristic fc_infiniband --disable-heuristic iser_infiniband"                         \
-  " --disable-heuristic mellanox_eoib --disable-heuristic eth_over_ib"                             \
-  " --disable-heuristic drbd_rdma --disable-heuristic iser_ib_private"                             \
-  " --disable-heuristic nvme_rdma_cm_private --disable-heuristic lnet_ib_cm_private"
-constexpr const char* kDisabledButSdp = IBSNIFF_UNRELATED_HEURISTICS;
-constexpr const char* kDisabledHeuristics = IBSNIFF_UNRELATED_HEURISTICS
-    " --disable-heuristic sdp_infiniband --disable-heuristic sdp_ib_private";
-#undef IBSNIFF_UNRELATED_HEURISTICS
-
 // Known differences, each counted and asserted (the test fails on any other difference):
 //  * kTftp — capture-formats.md §5 item 2: tshark's UDP dissector tries the lower port first, so
 //    RoCEv2 frames with a source port < 4791 owned by another dissector (69 = TFTP) are not
@@ -237,10 +212,6 @@ constexpr const char* kDisabledHeuristics = IBSNIFF_UNRELATED_HEURISTICS
 struct Exceptions {
   std::size_t tftp = 0, mad_reserved = 0, imm_dup = 0;
 };
-
-std::string shell_quote(const std::string& s) {
-  return "'" + s + "'";
-}
 
 void compare_with_tshark(const fs::path& file, Exceptions* ex) {
   SCOPED_TRACE(file.string());
@@ -295,12 +266,6 @@ void compare_with_tshark(const fs::path& file, Exceptions* ex) {
     }
   }
   EXPECT_GT(compared, a.size());
-}
-
-bool have_tshark() {
-  int st = 0;
-  run("command -v tshark >/dev/null 2>&1", &st);
-  return st == 0;
 }
 
 TEST(IbsniffTshark, ProjectCapturesMatchTshark) {

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "ibsniff/tree.hpp"
-#include "shell.hpp"
+#include "tshark.hpp"
 
 namespace ibsniff {
 namespace {
