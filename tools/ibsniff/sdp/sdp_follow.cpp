@@ -270,6 +270,7 @@ SdpResult Follower::on_rc(const RcPacket& p) {
       rx.active = true;
       rx.next_psn = psn_next(p.psn);
       r.kind = SdpResult::Kind::Fragment;
+      r.bytes = {rx.buf.data(), rx.buf.size()};
       r.note = std::move(lost);
       return r;
     }
@@ -287,6 +288,7 @@ SdpResult Follower::on_rc(const RcPacket& p) {
       rx.next_psn = psn_next(p.psn);
       if (part == SendPart::Middle) {
         r.kind = SdpResult::Kind::Fragment;
+        r.bytes = {rx.buf.data(), rx.buf.size()};
         return r;
       }
       rx.active = false;
