@@ -185,6 +185,26 @@ Bytes rocev1(const BthSpec& s, const Bytes& ext, const Bytes& payload, unsigned 
   return f;
 }
 
+Bytes deth(std::uint32_t qkey, std::uint32_t srcqp) {
+  Bytes b;
+  put32(b, qkey);
+  b.push_back(0);
+  put24(b, srcqp);
+  return b;
+}
+
+Bytes mad(std::uint8_t mgmt_class, std::uint16_t attr, const Bytes& data, std::uint64_t tid,
+          std::uint8_t method, std::size_t size) {
+  Bytes m = {1, mgmt_class, 2, method, 0, 0, 0, 0};
+  put64(m, tid);
+  put16(m, attr);
+  put16(m, 0);
+  put32(m, 0);
+  m.insert(m.end(), data.begin(), data.end());
+  m.resize(size, 0);
+  return m;
+}
+
 Bytes erf(const Bytes& ib, bool ext_header) {
   Bytes h;
   put_le32(h, 0x80000000U);  // 0.5 s

@@ -45,6 +45,13 @@ Bytes rocev2_ip(const BthSpec& s, const Bytes& ext, const Bytes& payload, bool i
                 std::uint16_t sport = 0xc000);
 // RoCEv1 over Ethernet (+ tags): GRH + BTH + ext + payload + pad + ICRC.
 Bytes rocev1(const BthSpec& s, const Bytes& ext, const Bytes& payload, unsigned vlan_tags = 0);
+// DETH (Q_Key, reserved, source QP).
+Bytes deth(std::uint32_t qkey = 0x80010000, std::uint32_t srcqp = 0x22);
+// A MAD: the 24-byte common header (BaseVersion 1, `mgmt_class`, ClassVersion 2, `method`,
+// status 0, `tid`, `attr`, modifier 0) and `data` zero-padded (or cut) to `size` - 24 bytes.
+Bytes mad(std::uint8_t mgmt_class, std::uint16_t attr, const Bytes& data,
+          std::uint64_t tid = 0x1122334455667788ULL, std::uint8_t method = 0x03,
+          std::size_t size = 256);
 // Link wrappers.
 Bytes erf(const Bytes& ib_frame, bool ext_header = false);
 Bytes sll(std::uint16_t proto, const Bytes& l3);
