@@ -213,8 +213,8 @@ class CmFields {
     for (const Spec& s : specs) add(s.id, at + s.off, s.len);
   }
 
-  // The IP CM header and the consumer data after it, in the `len` private data bytes at `at`.
-  void ip_cm(std::size_t at, std::size_t len, const IpCmIds& f) {
+  // The IP CM header at `at` and the consumer private data after it, to the end of the data.
+  void ip_cm(std::size_t at, const IpCmIds& f) {
     add(f.majv, at, 1);
     add(f.minv, at, 1);
     add(f.ipv, at + 1, 1);
@@ -228,12 +228,12 @@ class CmFields {
       add(f.dip6, at + 20, 16);
     }
     constexpr std::size_t kHdr = ::sdp::wire::kIpCmHeaderSize;
-    add(f.consumer, at + kHdr, len - kHdr);
+    add(f.consumer, at + kHdr, kCmData - at - kHdr);
   }
 
-  // Private data [off, off+len) as far as captured.
+  // Private data [off, off+len) as far as captured (a view into the frame, possibly empty).
   std::span<const std::uint8_t> bytes(std::size_t off, std::size_t len) const {
-    if (off >= avail_) return {};
+    off = std::min(off, avail_);
     return p_.data.subspan(base_ + off, std::min(len, avail_ - off));
   }
 
@@ -250,8 +250,9 @@ sdp::CmEvent decode_cm(Packet& p) {
   const std::size_t mad_end = std::size_t{p.payload_off} + p.payload().size();
   const std::size_t avail = mad_end > base ? std::min(mad_end - base, kCmData) : 0;
   CmFields out(p, base, avail);
-  // The fixed part the SDP follower needs (everything before the private data).
-  std::size_t fixed = 0, priv = 0, priv_len = 0;
+  // Where the private data starts (it runs to the end of the data): the SDP follower needs the
+  // fixed part before it.
+  std::size_t priv = 0;
   switch (static_cast<Attr>(p.mad_attr)) {
     case Attr::Req: {
       out.add(kReqHead);
@@ -272,38 +273,37 @@ sdp::CmEvent decode_cm(Packet& p) {
         out.add(F::cm_req_prim_remotegid, kReqPrimaryPath + kPathRemoteGid, 16);
       }
       out.add(kReqAlternate, kReqAltPath);
-      fixed = priv = kReqPrivate;
-      priv_len = kCmData - kReqPrivate;
+      priv = kReqPrivate;
       // With an IP CM service ID the private data is shown as the IP CM request (tshark).
-      out.add(ip_cm ? F::cm_req_ip_cm : F::cm_req_private, priv, priv_len);
-      if (ip_cm) out.ip_cm(priv, priv_len, kReqIpCm);
+      out.add(ip_cm ? F::cm_req_ip_cm : F::cm_req_private, priv, kCmData - priv);
+      if (ip_cm) out.ip_cm(priv, kReqIpCm);
       break;
     }
     case Attr::Rep:
       out.add(kRep);
       ev.kind = sdp::CmKind::Rep;
       ev.local_qpn = static_cast<std::uint32_t>(out.read(12, 3));
-      fixed = priv = 36;
+      priv = 36;
       break;
     case Attr::Rtu:
       out.add(kRtu);
       ev.kind = sdp::CmKind::Rtu;
-      fixed = priv = 8;
+      priv = 8;
       break;
     case Attr::Rej:
       out.add(kRej);
       ev.kind = sdp::CmKind::Rej;
-      fixed = priv = 84;
+      priv = 84;
       break;
     case Attr::Dreq:
       out.add(kDreq);
       ev.kind = sdp::CmKind::Dreq;
-      fixed = priv = 12;
+      priv = 12;
       break;
     case Attr::Drep:
       out.add(kDrep);
       ev.kind = sdp::CmKind::Drep;
-      fixed = priv = 8;
+      priv = 8;
       break;
     case Attr::Mra:
       out.add(kMra);
@@ -317,7 +317,7 @@ sdp::CmEvent decode_cm(Packet& p) {
     case Attr::SidrReq:
       out.add(kSidrReq);
       if (out.has(8, 8) && ::sdp::wire::is_ipcm_service_id(out.read(8, 8)))
-        out.ip_cm(kSidrReqPrivate, kCmData - kSidrReqPrivate, kSidrIpCm);
+        out.ip_cm(kSidrReqPrivate, kSidrIpCm);
       break;
     case Attr::SidrRep:
       out.add(kSidrRep);
@@ -330,14 +330,13 @@ sdp::CmEvent decode_cm(Packet& p) {
                            avail, kCmData, cm_attr_name(p.mad_attr)});
   }
   if (ev.kind == sdp::CmKind::Other) return ev;
-  if (!out.has(0, fixed)) {  // too short for the SDP follower
+  if (!out.has(0, priv)) {  // too short for the SDP follower
     ev.kind = sdp::CmKind::Other;
     return ev;
   }
   ev.local_comm_id = static_cast<std::uint32_t>(out.read(0, 4));
   ev.remote_comm_id = static_cast<std::uint32_t>(out.read(4, 4));
-  if (priv_len == 0) priv_len = kCmData - priv;
-  ev.private_data = out.bytes(priv, priv_len);
+  ev.private_data = out.bytes(priv, kCmData - priv);
   return ev;
 }
 
