@@ -1120,4 +1120,66 @@ TEST(WireErrors, ReasonIsAlwaysTerminated) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// decode_message_prefix_into: the first packet of a multi-packet SEND
+
+struct Prefix {
+  Message m;
+  Error e;
+  bool ok = false;
+};
+Prefix prefix(std::span<const std::uint8_t> first, std::uint32_t len) {
+  Bytes v(first.begin(), first.end());
+  v[4] = static_cast<std::uint8_t>(len >> 24);
+  v[5] = static_cast<std::uint8_t>(len >> 16);
+  v[6] = static_cast<std::uint8_t>(len >> 8);
+  v[7] = static_cast<std::uint8_t>(len);
+  static Bytes keep;  // the decoded payload views into it
+  keep = v;
+  Prefix r;
+  r.ok = decode_message_prefix_into(keep, r.m, r.e);
+  return r;
+}
+
+TEST(WirePrefix, SrcAvailHeaderAndThePayloadPresent) {
+  // kSrcAvail's first 34 bytes, of a message of 4000 bytes (SrcAH.Len 65536 >= 3968 inline).
+  const Prefix r = prefix(std::span(kSrcAvail).first(34), 4000);
+  ASSERT_TRUE(r.ok) << r.e.reason();
+  EXPECT_EQ(r.m.bsdh.len, 4000u);
+  EXPECT_EQ(std::get<SrcAvailHeader>(r.m.ext),
+            (SrcAvailHeader{65536, 0xDEADBEEF, 0x0123456789ABCDEF}));
+  EXPECT_EQ(to_bytes(r.m.payload), (Bytes{0xF0, 0xF1}));
+}
+
+TEST(WirePrefix, WholeMessageIsAPrefixToo) {
+  const Prefix r = prefix(kData, 21);
+  ASSERT_TRUE(r.ok) << r.e.reason();
+  EXPECT_EQ(r.m.payload.size(), 5u);
+}
+
+TEST(WirePrefix, Rejections) {
+  Prefix r = prefix(kSrcAvail, 30);  // Len shorter than the bytes at hand
+  ASSERT_FALSE(r.ok);
+  expect_error(r.e, Errc::LengthMismatch, 4,
+               "BSDH.Len 30 but the message's first packet holds 36 bytes");
+  r = prefix(std::span(kSrcAvail).first(24), 4000);  // header cut
+  ASSERT_FALSE(r.ok);
+  expect_error(r.e, Errc::TooShort, 24,
+               "SrcAvail needs its 16-byte SrcAH, 8 bytes follow the BSDH");
+  r = prefix(std::span(kSrcAvail).first(36), 65536 + 32 + 1);  // more inline bytes than SrcAH.Len
+  ASSERT_FALSE(r.ok);
+  expect_error(r.e, Errc::BadField, 16, "SrcAH.Len 65536 smaller than the 65537 inline bytes");
+  r = prefix(kDisConn, 100);  // a DisConn continued by more packets carries payload
+  ASSERT_FALSE(r.ok);
+  expect_error(r.e, Errc::PayloadNotAllowed, 16, "DisConn carries 84 payload bytes");
+  Bytes oob = kDisConn;
+  oob[0] = u8(Mid::Data);
+  oob[1] = flags::kOobPres;
+  r = prefix(oob, 16);  // OOB_PRES without an urgent byte anywhere in the message
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.e.code, Errc::FlagNotAllowed);
+  r = prefix(oob, 1000);  // ... but fine when the payload follows in later packets
+  EXPECT_TRUE(r.ok) << r.e.reason();
+}
+
 }  // namespace

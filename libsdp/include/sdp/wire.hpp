@@ -256,6 +256,13 @@ Result<Message> decode_message(std::span<const std::uint8_t> bytes) noexcept;
 // The same, filling `out` in place (nothing copied on the hot path). On failure returns false and
 // writes the error to `error`; `out` is then unspecified.
 bool decode_message_into(std::span<const std::uint8_t> bytes, Message& out, Error& error) noexcept;
+// The start of a message carried by a multi-packet SEND (`bytes` = its first packet's payload, for
+// a dissector that shows the headers on the packet that carries them): validated as by
+// decode_message, except that BSDH.Len must be >= bytes.size() instead of equal, and the payload
+// rules (allowed, OOB_PRES needs one, SrcAH.Len >= inline bytes) apply to the BSDH.Len - header
+// bytes the whole message carries. `out.payload` is the part of the payload present in `bytes`.
+bool decode_message_prefix_into(std::span<const std::uint8_t> bytes, Message& out,
+                                Error& error) noexcept;
 
 // Hello in CM REQ private data. Full form: bytes.size() >= 92, BSDH.Len == 92, bytes beyond 92
 // must be zero. Compact form (IP CM service): bytes.size() >= 32, BSDH.Len == 32, bytes beyond

@@ -404,9 +404,12 @@ Result<Bsdh> peek_bsdh(std::span<const std::uint8_t> bytes) noexcept {
 
 namespace {
 
-// The body of decode_message. It fills `m` in place (m is the value inside the caller's Result,
-// itself the return slot) and returns an error only on failure: building a Message on the stack
-// and copying it into the Result costs more than the whole decode of a Data message.
+// The body of decode_message[_into] (Prefix false) and decode_message_prefix_into (Prefix true).
+// It fills `m` in place (m is the value inside the caller's Result, itself the return slot) and
+// returns an error only on failure: building a Message on the stack and copying it into the Result
+// costs more than the whole decode of a Data message. With Prefix, `bytes` is only the start of a
+// message of BSDH.Len bytes; the rules about payload use the whole message's size.
+template <bool Prefix>
 [[gnu::always_inline]] inline std::optional<Error> decode_into(std::span<const std::uint8_t> bytes,
                                                                Message& m) noexcept {
   const std::size_t n = bytes.size();
@@ -416,10 +419,13 @@ namespace {
   const std::uint8_t* p = bytes.data();
   m.bsdh = read_bsdh(p);
   const std::uint8_t mid = m.bsdh.mid;
-  if (m.bsdh.len != n) {
-    return make_error(Errc::LengthMismatch, 4, "BSDH.Len %lu but %llu bytes received",
+  if (Prefix ? m.bsdh.len < n : m.bsdh.len != n) {
+    return make_error(Errc::LengthMismatch, 4,
+                      Prefix ? "BSDH.Len %lu but the message's first packet holds %llu bytes"
+                             : "BSDH.Len %lu but %llu bytes received",
                       static_cast<unsigned long>(m.bsdh.len), ull(n));
   }
+  const std::size_t total = Prefix ? std::size_t{m.bsdh.len} : n;  // the whole message
   const MidInfo& info = kMidTable[mid];
   if (!info.defined) return make_error(Errc::UnknownMid, 0, "unknown MID 0x%02x", unsigned{mid});
   if (mid == static_cast<std::uint8_t>(Mid::Hello)) {
@@ -437,26 +443,26 @@ namespace {
                       mid_name(mid).data(), unsigned{info.ext}, kExtNames[info.ext_index],
                       ull(n - kBsdhSize));
   }
-  if (n != hdr) {
+  if (total != hdr) {
     if (!info.payload) {
       return make_error(Errc::PayloadNotAllowed, hdr, "%s carries %llu payload bytes",
-                        mid_name(mid).data(), ull(n - hdr));
+                        mid_name(mid).data(), ull(total - hdr));
     }
     m.payload = bytes.subspan(hdr);
   }
   const std::uint8_t* h = p + kBsdhSize;
   switch (static_cast<Mid>(mid)) {
     case Mid::Data:
-      if ((m.bsdh.flags & flags::kOobPres) != 0 && m.payload.empty()) {
+      if ((m.bsdh.flags & flags::kOobPres) != 0 && total == hdr) {
         return make_error(Errc::FlagNotAllowed, 1,
                           "OOB_PRES set on a Data message without payload (no urgent byte)");
       }
       break;
     case Mid::SrcAvail: {
       SrcAvailHeader s{get32(h), get32(h + 4), get64(h + 8)};
-      if (s.len < m.payload.size()) {
+      if (s.len < total - hdr) {
         return make_error(Errc::BadField, 16, "SrcAH.Len %lu smaller than the %llu inline bytes",
-                          static_cast<unsigned long>(s.len), ull(m.payload.size()));
+                          static_cast<unsigned long>(s.len), ull(total - hdr));
       }
       m.ext = s;
       break;
@@ -511,12 +517,21 @@ namespace {
 Result<Message> decode_message(std::span<const std::uint8_t> bytes) noexcept {
   static constexpr Message kEmpty{};  // copying a constant beats zeroing a temporary (g++)
   Result<Message> res{kEmpty};
-  if (auto e = decode_into(bytes, res.value())) res = *e;
+  if (auto e = decode_into<false>(bytes, res.value())) res = *e;
   return res;  // the only return: named return value optimisation
 }
 
 bool decode_message_into(std::span<const std::uint8_t> bytes, Message& out, Error& error) noexcept {
-  if (auto e = decode_into(bytes, out)) {
+  if (auto e = decode_into<false>(bytes, out)) {
+    error = *e;
+    return false;
+  }
+  return true;
+}
+
+bool decode_message_prefix_into(std::span<const std::uint8_t> bytes, Message& out,
+                                Error& error) noexcept {
+  if (auto e = decode_into<true>(bytes, out)) {
     error = *e;
     return false;
   }

@@ -290,6 +290,7 @@ SdpResult Follower::on_rc(const RcPacket& p) {
       rx.active = true;
       rx.next_psn = psn_next(p.psn);
       r.kind = SdpResult::Kind::Fragment;
+      r.bytes = {rx.buf.data(), rx.buf.size()};
       r.note = std::move(lost);
       return r;
     }
@@ -307,6 +308,7 @@ SdpResult Follower::on_rc(const RcPacket& p) {
       rx.next_psn = psn_next(p.psn);
       if (part == SendPart::Middle) {
         r.kind = SdpResult::Kind::Fragment;
+        r.bytes = {rx.buf.data(), rx.buf.size()};
         return r;
       }
       rx.active = false;

@@ -103,7 +103,8 @@ struct SdpResult {
   const Connection* conn = nullptr;
   int direction = 0;  // 0: requester -> responder, 1: responder -> requester
   // The whole SDP message: a view into the packet (SEND Only) or into the follower's reassembly
-  // buffer (valid until the next on_rc() for the same QP). `message` views into it too.
+  // buffer (valid until the next on_rc() for the same QP). `message` views into it too. For a
+  // Fragment: the part of the message reassembled so far, this packet's payload included.
   std::span<const std::uint8_t> bytes;
   wire::Message message{};
   wire::Error error{};

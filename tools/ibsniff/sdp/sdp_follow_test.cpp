@@ -184,9 +184,13 @@ TEST(SdpFollow, MultiPacketSendIsReassembled) {
   Bytes d = data(1, 3000);
   for (std::size_t i = 16; i < d.size(); ++i) d[i] = static_cast<std::uint8_t>(i);
   const std::span<const std::uint8_t> all(d);
-  EXPECT_EQ(f.on_rc(send(0x00, kQpB, 100, all.subspan(0, 1024))).kind, SdpResult::Kind::Fragment);
-  EXPECT_EQ(f.on_rc(send(0x01, kQpB, 101, all.subspan(1024, 1024))).kind,
-            SdpResult::Kind::Fragment);
+  SdpResult first = f.on_rc(send(0x00, kQpB, 100, all.subspan(0, 1024)));
+  EXPECT_EQ(first.kind, SdpResult::Kind::Fragment);
+  EXPECT_EQ(first.bytes.size(), 1024U);  // the part reassembled so far
+  SdpResult middle = f.on_rc(send(0x01, kQpB, 101, all.subspan(1024, 1024)));
+  EXPECT_EQ(middle.kind, SdpResult::Kind::Fragment);
+  ASSERT_EQ(middle.bytes.size(), 2048U);
+  EXPECT_TRUE(std::equal(middle.bytes.begin(), middle.bytes.end(), d.begin()));
   SdpResult r = f.on_rc(send(0x02, kQpB, 102, all.subspan(2048)));
   ASSERT_EQ(r.kind, SdpResult::Kind::Message);
   ASSERT_EQ(r.message.payload.size(), 3000U);

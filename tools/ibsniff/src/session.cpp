@@ -1,19 +1,128 @@
 #include "ibsniff/session.hpp"
 
 #include <algorithm>
+#include <variant>
 
-#include "sdp/bytes.hpp"
+#include "ibsniff/cm.hpp"
+#include "sdp/wire.hpp"
 
 namespace ibsniff {
 
 namespace {
 
-using ::sdp::be::get16;
-using ::sdp::be::get24;
-using ::sdp::be::get32;
-using ::sdp::be::get64;
+namespace wire = ::sdp::wire;
+using F = FieldId;
 
-constexpr std::size_t kCmData = 232;  // CM attribute data after the 24-byte MAD header
+void push(Packet& p, FieldId id, std::size_t off, std::size_t len, std::uint64_t v) {
+  p.fields.push_back(
+      Field{id, static_cast<std::uint32_t>(off), static_cast<std::uint32_t>(len), v});
+}
+
+// Offset of a view into the packet's frame.
+std::size_t offset_in(const Packet& p, std::span<const std::uint8_t> s) {
+  return static_cast<std::size_t>(s.data() - p.data.data());
+}
+
+// The BSDH of the message at frame offset `off`. The flag bits are taken from the Flags byte
+// (tshark 4.0 reads its oobpres/oobpend/reqpipe from Bufs and Len, capture-formats.md §5 item 11).
+void bsdh_fields(Packet& p, std::size_t off, const wire::Bsdh& b) {
+  push(p, F::sdp_bsdh_mid, off, 1, b.mid);
+  push(p, F::sdp_bsdh_flags, off + 1, 1, b.flags);
+  push(p, F::sdp_bsdh_oobpres, off + 1, 1, (b.flags & wire::flags::kOobPres) != 0 ? 1 : 0);
+  push(p, F::sdp_bsdh_oobpend, off + 1, 1, (b.flags & wire::flags::kOobPend) != 0 ? 1 : 0);
+  push(p, F::sdp_bsdh_reqpipe, off + 1, 1, (b.flags & wire::flags::kReqPipe) != 0 ? 1 : 0);
+  push(p, F::sdp_bsdh_bufs, off + 2, 2, b.bufs);
+  push(p, F::sdp_bsdh_len, off + 4, 4, b.len);
+  push(p, F::sdp_bsdh_mseq, off + 8, 4, b.mseq);
+  push(p, F::sdp_bsdh_mseqack, off + 12, 4, b.mseq_ack);
+  p.sdp_mid = b.mid;
+}
+
+// The HH at frame offset `off` (after the BSDH); the compact form (IP CM) ends at LocalPort.
+void hh_fields(Packet& p, std::size_t off, const wire::HelloHeader& h, bool compact) {
+  push(p, F::sdp_hh_majv, off, 1, h.major);
+  push(p, F::sdp_hh_minv, off, 1, h.minor);
+  push(p, F::sdp_hh_ipv, off + 1, 1, h.ip_version);
+  push(p, F::sdp_hh_cap, off + 1, 1, h.cap);
+  push(p, F::sdp_hh_cap_invalidate, off + 1, 1, (h.cap & wire::cap::kInvalidate) != 0 ? 1 : 0);
+  push(p, F::sdp_hh_cap_extmaxadverts, off + 1, 1,
+       (h.cap & wire::cap::kExtMaxAdverts) != 0 ? 1 : 0);
+  push(p, F::sdp_hh_maxadverts, off + 3, 1, h.max_adverts);
+  push(p, F::sdp_hh_desremrcvsz, off + 4, 4, h.des_rem_rcv_sz);
+  push(p, F::sdp_hh_localrcvsz, off + 8, 4, h.local_rcv_sz);
+  push(p, F::sdp_hh_localport, off + 12, 2, h.local_port);
+  if (compact) return;
+  push(p, F::sdp_hh_src_ip, off + 16, 16, 0);
+  push(p, F::sdp_hh_dst_ip, off + 32, 16, 0);
+  // Reserved (zero, the codec checks) unless Cap says ExtMaxAdverts.
+  push(p, F::sdp_hh_extmaxadverts, off + 50, 2, h.ext_max_adverts);
+}
+
+// The extended header of a SEND message at frame offset `off` (after the BSDH).
+struct ExtFields {
+  Packet& p;
+  std::size_t off;
+  void operator()(std::monostate) const {}
+  void operator()(const wire::HelloHeader&) const {}  // CM private data, never a SEND
+  void operator()(const wire::HelloAckHeader& h) const {
+    push(p, F::sdp_hah_majv, off, 1, h.major);
+    push(p, F::sdp_hah_minv, off, 1, h.minor);
+    push(p, F::sdp_hah_ipv, off + 1, 1, h.ip_version);
+    push(p, F::sdp_hah_cap, off + 1, 1, h.cap);
+    push(p, F::sdp_hah_maxadverts, off + 3, 1, h.max_adverts);
+    push(p, F::sdp_hah_actrcvsz, off + 4, 4, h.act_rcv_sz);
+  }
+  void operator()(const wire::SrcAvailHeader& h) const {
+    push(p, F::sdp_srcah_len, off, 4, h.len);
+    push(p, F::sdp_srcah_rkey, off + 4, 4, h.rkey);
+    push(p, F::sdp_srcah_va, off + 8, 8, h.va);
+  }
+  void operator()(const wire::SinkAvailHeader& h) const {
+    push(p, F::sdp_sinkah_len, off, 4, h.len);
+    push(p, F::sdp_sinkah_rkey, off + 4, 4, h.rkey);
+    push(p, F::sdp_sinkah_va, off + 8, 8, h.va);
+    push(p, F::sdp_sinkah_nondisc, off + 16, 4, h.non_disc);
+  }
+  void operator()(const wire::RdmaWrComplHeader& h) const {
+    push(p, F::sdp_rwch_len, off, 4, h.len);
+  }
+  void operator()(const wire::RdmaRdComplHeader& h) const {
+    push(p, F::sdp_rrch_rdmardsz, off, 4, h.len);
+  }
+  void operator()(const wire::ModeChangeHeader& h) const {
+    push(p, F::sdp_mch_mode, off, 1, (h.send_half ? 0x8U : 0U) | static_cast<unsigned>(h.mode));
+  }
+  void operator()(const wire::ChRcvBufHeader& h) const {
+    push(p, F::sdp_crbh_desrcvsz, off, 4, h.size);
+  }
+  void operator()(const wire::ChRcvBufAckHeader& h) const {
+    push(p, F::sdp_crbah_actrcvsz, off, 4, h.size);
+  }
+  void operator()(const wire::SuspCommHeader& h) const {
+    push(p, F::sdp_suspch_serviceid, off, 8, h.service_id);
+  }
+};
+
+// A decoded message (or the start of one) at frame offset `off`: BSDH, extended header, and the
+// ULP payload bytes it has in this packet (`m.payload` views into the packet).
+void message_fields(Packet& p, std::size_t off, const wire::Message& m) {
+  bsdh_fields(p, off, m.bsdh);
+  std::visit(ExtFields{p, off + wire::kBsdhSize}, m.ext);
+  if (!m.payload.empty()) push(p, F::sdp_data, offset_in(p, m.payload), m.payload.size(), 0);
+}
+
+// A packet continuing a multi-packet SEND: `so_far` is the message up to and including this
+// packet's `len` payload bytes (at frame offset `off`). The bytes past the message's headers are
+// ULP data when its MID carries any.
+void continuation_fields(Packet& p, std::size_t off, std::size_t len,
+                         std::span<const std::uint8_t> so_far) {
+  if (so_far.empty() || so_far.size() < len) return;
+  const auto mid = static_cast<wire::Mid>(so_far[0]);
+  if (!wire::mid_carries_payload(mid)) return;
+  const std::size_t pos = so_far.size() - len;  // this packet's first byte in the message
+  const std::size_t start = std::max(pos, wire::kBsdhSize + wire::ext_header_size(mid));
+  if (start < so_far.size()) push(p, F::sdp_data, off + (start - pos), so_far.size() - start, 0);
+}
 
 }  // namespace
 
@@ -44,141 +153,58 @@ void Session::add_note(Packet& p, Severity s, std::string text) {
   p.notes.push_back(Note{s, "{2}", 0, 0, t.c_str()});
 }
 
-void Session::sdp_bsdh_fields(Packet& p, std::size_t off, std::size_t avail) {
-  if (avail < 16) return;
-  const std::uint8_t* b = p.data.data() + off;
-  auto add = [&](FieldId id, std::size_t o, std::size_t n, std::uint64_t v) {
-    p.fields.push_back(
-        Field{id, static_cast<std::uint32_t>(off + o), static_cast<std::uint32_t>(n), v});
-  };
-  add(FieldId::sdp_bsdh_mid, 0, 1, b[0]);
-  add(FieldId::sdp_bsdh_flags, 1, 1, b[1]);
-  add(FieldId::sdp_bsdh_bufs, 2, 2, get16(b + 2));
-  add(FieldId::sdp_bsdh_len, 4, 4, get32(b + 4));
-  add(FieldId::sdp_bsdh_mseq, 8, 4, get32(b + 8));
-  add(FieldId::sdp_bsdh_mseqack, 12, 4, get32(b + 12));
-  p.sdp_mid = b[0];
+void Session::malformed(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes,
+                        const char* what, std::string_view reason) {
+  if (auto b = wire::peek_bsdh(bytes)) bsdh_fields(p, off, *b);
+  add_note(p, Severity::Error, std::string("malformed SDP ") + what + ": " + std::string(reason));
 }
 
-void Session::sdp_hello_fields(Packet& p, std::size_t off, bool full) {
-  const std::uint8_t* h = p.data.data() + off;  // the HH, after the BSDH
-  auto add = [&](FieldId id, std::size_t o, std::size_t n, std::uint64_t v) {
-    p.fields.push_back(
-        Field{id, static_cast<std::uint32_t>(off + o), static_cast<std::uint32_t>(n), v});
-  };
-  add(FieldId::sdp_hh_majv, 0, 1, h[0] >> 4);
-  add(FieldId::sdp_hh_minv, 0, 1, h[0] & 0x0F);
-  add(FieldId::sdp_hh_ipv, 1, 1, h[1] >> 4);
-  add(FieldId::sdp_hh_cap, 1, 1, h[1] & 0x0F);
-  add(FieldId::sdp_hh_maxadverts, 3, 1, h[3]);
-  add(FieldId::sdp_hh_desremrcvsz, 4, 4, get32(h + 4));
-  add(FieldId::sdp_hh_localrcvsz, 8, 4, get32(h + 8));
-  add(FieldId::sdp_hh_localport, 12, 2, get16(h + 12));
-  if (full) {
-    add(FieldId::sdp_hh_src_ip, 16, 16, 0);
-    add(FieldId::sdp_hh_dst_ip, 32, 16, 0);
+bool Session::sdp_hello(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes) {
+  const auto h = wire::decode_hello(bytes);
+  if (!h) {
+    malformed(p, off, bytes, "Hello", h.error().reason());
+    return false;
   }
+  bsdh_fields(p, off, h->bsdh);
+  hh_fields(p, off + wire::kBsdhSize, h->hh, h->compact);
+  return true;
+}
+
+bool Session::sdp_hello_ack(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes) {
+  const auto h = wire::decode_hello_ack(bytes);
+  if (!h) {
+    malformed(p, off, bytes, "HelloAck", h.error().reason());
+    return false;
+  }
+  bsdh_fields(p, off, h->bsdh);
+  ExtFields{p, off + wire::kBsdhSize}(h->hah);
+  return true;
 }
 
 void Session::cm(Packet& p) {
-  const std::size_t base = std::size_t{p.mad_off} + 24;
-  if (base + kCmData > p.data.size()) return;  // the decoder already noted the short MAD
-  const std::uint8_t* c = p.data.data() + base;
-  auto add = [&](FieldId id, std::size_t o, std::size_t n, std::uint64_t v) {
-    p.fields.push_back(
-        Field{id, static_cast<std::uint32_t>(base + o), static_cast<std::uint32_t>(n), v});
-  };
-  sdp::CmEvent ev;
+  sdp::CmEvent ev = decode_cm(p);
+  if (ev.kind == sdp::CmKind::Other) return;
   ev.transaction_id = p.mad_tid;
   ev.src = sdp_address(p, p.src);
   ev.dst = sdp_address(p, p.dst);
-  ev.local_comm_id = get32(c);
-  ev.remote_comm_id = get32(c + 4);
-  std::size_t priv = 0, priv_len = 0;
-  switch (p.mad_attr) {
-    case 0x0010: {  // REQ
-      ev.kind = sdp::CmKind::Req;
-      ev.service_id = get64(c + 8);
-      ev.local_qpn = get24(c + 32);
-      add(FieldId::cm_req, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_req_serviceid, 8, 8, ev.service_id);
-      add(FieldId::cm_req_localqpn, 32, 3, ev.local_qpn);
-      add(FieldId::cm_req_startpsn, 44, 3, get24(c + 44));
-      add(FieldId::cm_req_pkey, 48, 2, get16(c + 48));
-      add(FieldId::cm_req_prim_locallid, 52, 2, get16(c + 52));
-      add(FieldId::cm_req_prim_remotelid, 54, 2, get16(c + 54));
-      add(FieldId::cm_req_prim_localgid, 56, 16, 0);
-      add(FieldId::cm_req_prim_remotegid, 72, 16, 0);
-      priv = 140;
-      priv_len = 92;
-      add(FieldId::cm_req_private, priv, priv_len, 0);
-      if (::sdp::wire::is_ipcm_service_id(ev.service_id)) {
-        const std::uint8_t* h = c + priv;
-        add(FieldId::cm_req_ip_cm_majv, priv, 1, h[0] >> 4);
-        add(FieldId::cm_req_ip_cm_minv, priv, 1, h[0] & 0x0F);
-        add(FieldId::cm_req_ip_cm_ipv, priv + 1, 1, h[1] >> 4);
-        add(FieldId::cm_req_ip_cm_sport, priv + 2, 2, get16(h + 2));
-        if ((h[1] >> 4) == 6) {
-          add(FieldId::cm_req_ip_cm_sip6, priv + 4, 16, 0);
-          add(FieldId::cm_req_ip_cm_dip6, priv + 20, 16, 0);
-        } else {
-          add(FieldId::cm_req_ip_cm_sip4, priv + 16, 4, 0);
-          add(FieldId::cm_req_ip_cm_dip4, priv + 32, 4, 0);
-        }
-        add(FieldId::cm_req_ip_cm_private, priv + 36, priv_len - 36, 0);
-      }
-      break;
-    }
-    case 0x0013:  // REP
-      ev.kind = sdp::CmKind::Rep;
-      ev.local_qpn = get24(c + 12);
-      add(FieldId::cm_rep, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_rep_remotecommid, 4, 4, ev.remote_comm_id);
-      add(FieldId::cm_rep_localqpn, 12, 3, ev.local_qpn);
-      add(FieldId::cm_rep_startpsn, 20, 3, get24(c + 20));
-      priv = 36;
-      priv_len = 196;
-      add(FieldId::cm_rep_private, priv, priv_len, 0);
-      break;
-    case 0x0014:  // RTU
-      ev.kind = sdp::CmKind::Rtu;
-      add(FieldId::cm_rtu_localcommid, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_rtu_remotecommid, 4, 4, ev.remote_comm_id);
-      break;
-    case 0x0012:  // REJ
-      ev.kind = sdp::CmKind::Rej;
-      add(FieldId::cm_rej_localcommid, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_rej_remotecommid, 4, 4, ev.remote_comm_id);
-      add(FieldId::cm_rej_reason, 10, 2, get16(c + 10));
-      add(FieldId::cm_rej_private, 84, 148, 0);
-      break;
-    case 0x0015:  // DREQ
-      ev.kind = sdp::CmKind::Dreq;
-      add(FieldId::cm_dreq_localcommid, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_dreq_remotecommid, 4, 4, ev.remote_comm_id);
-      break;
-    case 0x0016:  // DREP
-      ev.kind = sdp::CmKind::Drep;
-      add(FieldId::cm_drsp_localcommid, 0, 4, ev.local_comm_id);
-      add(FieldId::cm_drsp_remotecommid, 4, 4, ev.remote_comm_id);
-      break;
-    default:
-      return;
-  }
-  ev.private_data = {c + priv, priv_len};
   std::string note;
   const sdp::Connection* conn = follower_.on_cm(ev, &note);
-  if (!note.empty()) add_note(p, Severity::Warn, "SDP: " + note);
-  if (conn == nullptr) return;
-  p.fields.push_back(Field{FieldId::sdp_conn, 0, 0, conn->id});
-  if (ev.kind == sdp::CmKind::Req) {
-    // The Hello: at the start of the private data (native), or after the IP CM header.
-    const std::size_t at = base + priv + (conn->setup == sdp::Setup::IpCm ? 36 : 0);
-    sdp_bsdh_fields(p, at, 32);
-    sdp_hello_fields(p, at + 16, conn->setup != sdp::Setup::IpCm);
-  } else if (ev.kind == sdp::CmKind::Rep) {
-    sdp_bsdh_fields(p, base + priv, 16);  // the HelloAck's BSDH
+  bool hello_ok = true;
+  if (conn != nullptr) {
+    p.fields.push_back(Field{FieldId::sdp_conn, 0, 0, conn->id});
+    const std::size_t priv = offset_in(p, ev.private_data);
+    if (ev.kind == sdp::CmKind::Req) {
+      // The Hello: at the start of the private data (native), or after the IP CM header.
+      const std::size_t skip = conn->setup == sdp::Setup::IpCm ? wire::kIpCmHeaderSize : 0;
+      const auto hello = ev.private_data.size() >= skip ? ev.private_data.subspan(skip)
+                                                        : std::span<const std::uint8_t>{};
+      hello_ok = sdp_hello(p, priv + skip, hello);
+    } else if (ev.kind == sdp::CmKind::Rep) {
+      hello_ok = sdp_hello_ack(p, priv, ev.private_data);
+    }
   }
+  // The follower's note about an invalid Hello / HelloAck repeats the error just noted.
+  if (!note.empty() && hello_ok) add_note(p, Severity::Warn, "SDP: " + note);
 }
 
 void Session::rc(Packet& p) {
@@ -194,14 +220,28 @@ void Session::rc(Packet& p) {
   if (r.kind == sdp::SdpResult::Kind::NotSdp) return;
   p.fields.push_back(Field{FieldId::sdp_conn, 0, 0, r.conn->id});
   p.fields.push_back(Field{FieldId::sdp_dir, 0, 0, static_cast<std::uint64_t>(r.direction)});
-  // As tshark does, the BSDH is shown on the packet that carries it (SEND First / Only).
-  if (sdp::send_starts_message(p.opcode) && r.kind != sdp::SdpResult::Kind::Duplicate)
-    sdp_bsdh_fields(p, p.payload_off, rp.payload.size());
-  if (r.kind == sdp::SdpResult::Kind::Malformed)
+  using Kind = sdp::SdpResult::Kind;
+  // As tshark does, the BSDH (and the extended header) is shown on the packet that carries it:
+  // SEND Only, or the First of a multi-packet SEND, decoded there as far as it goes.
+  const bool starts = sdp::send_starts_message(p.opcode);
+  if (starts && r.kind == Kind::Message) {
+    message_fields(p, p.payload_off, r.message);
+  } else if (starts && r.kind == Kind::Malformed) {
+    malformed(p, p.payload_off, rp.payload, "message", r.error.reason());
+  } else if (starts && r.kind == Kind::Fragment) {
+    wire::Message m;
+    wire::Error e;
+    if (wire::decode_message_prefix_into(rp.payload, m, e))
+      message_fields(p, p.payload_off, m);
+    else
+      malformed(p, p.payload_off, rp.payload, "message", e.reason());
+  } else if (r.kind == Kind::Fragment || r.kind == Kind::Message) {
+    continuation_fields(p, p.payload_off, rp.payload.size(), r.bytes);
+  } else if (r.kind == Kind::Malformed) {
     add_note(p, Severity::Error, "malformed SDP message: " + std::string(r.error.reason()));
+  }
   if (!r.note.empty())
-    add_note(p, r.kind == sdp::SdpResult::Kind::Duplicate ? Severity::Info : Severity::Warn,
-             "SDP: " + r.note);
+    add_note(p, r.kind == Kind::Duplicate ? Severity::Info : Severity::Warn, "SDP: " + r.note);
 }
 
 void Session::process(Packet& p) {

@@ -59,7 +59,8 @@ TEST(IbsniffCli, VerboseTreeNestsFieldsUnderTheirHeaders) {
   EXPECT_NE(out.find("infiniband.bth.opcode: 100 (UD Send Only)"), std::string::npos) << out;
   EXPECT_NE(out.find("infiniband.mad.attributeid: 0x0010 (ConnectRequest)"), std::string::npos);
   EXPECT_GT(indent_of("infiniband.bth.opcode:"), indent_of("infiniband.bth:"));
-  EXPECT_GT(indent_of("infiniband.cm.req.serviceid:"), indent_of("infiniband.cm.req:"));
+  EXPECT_GT(indent_of("infiniband.cm.req.serviceid.dport:"),
+            indent_of("infiniband.cm.req.serviceid:"));
   EXPECT_GT(indent_of("infiniband.bth:"), indent_of("InfiniBand"));
   // Every field -T fields knows for this frame is in the tree, with the same value.
   for (const char* f : {"infiniband.bth.psn", "infiniband.deth.srcqp", "infiniband.cm.req.localqpn",

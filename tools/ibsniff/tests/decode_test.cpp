@@ -60,13 +60,7 @@ Bytes atomiceth() {
   test::put64(b, 9);
   return b;
 }
-Bytes deth(std::uint32_t qkey = 0x80010000, std::uint32_t srcqp = 0x22) {
-  Bytes b;
-  test::put32(b, qkey);
-  b.push_back(0);
-  test::put24(b, srcqp);
-  return b;
-}
+using test::deth;
 const Bytes kAeth = {0x1f, 0, 0, 1};  // ACK, credit 31, MSN 1
 const Bytes kImm = {0xde, 0xad, 0xbe, 0xef};
 const Bytes kRdeth = {0, 0, 0, 5};
@@ -389,12 +383,7 @@ TEST(IbsniffDecode, MadAndCmHeader) {
   BthSpec s;
   s.opcode = 0x64;
   s.destqp = 1;
-  Bytes mad = {1, 0x07, 2, 0x03, 0, 0, 0, 0};
-  test::put64(mad, 0x1122334455667788ULL);
-  test::put16(mad, 0x0010);
-  test::put16(mad, 0);
-  test::put32(mad, 0);
-  mad.resize(256, 0xab);
+  Bytes mad = test::mad(0x07, 0x0010, Bytes(232, 0xab));
   for (bool native : {true, false}) {
     const Packet p = native ? decoded(test::native(s, deth(), mad), kLinkInfiniband)
                             : decoded(test::rocev2(s, deth(), mad), kLinkEthernet);

@@ -1,5 +1,7 @@
 #include "frames.hpp"
 
+#include <algorithm>
+
 namespace ibsniff::test {
 
 std::uint32_t ref_crc32(const Bytes& b) {
@@ -183,6 +185,99 @@ Bytes rocev1(const BthSpec& s, const Bytes& ext, const Bytes& payload, unsigned 
   Bytes f = cat({ethernet(0x8915, vlan_tags), g, t});
   put_le32(f, ref_crc32(cat({kOnes8, masked_grh(g), masked_bth_part(t)})));
   return f;
+}
+
+Bytes byte_pattern(std::size_t n) {
+  Bytes d(n);
+  for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<std::uint8_t>(i * 7 + 3);
+  return d;
+}
+
+Bytes deth(std::uint32_t qkey, std::uint32_t srcqp) {
+  Bytes b;
+  put32(b, qkey);
+  b.push_back(0);
+  put24(b, srcqp);
+  return b;
+}
+
+Bytes mad(std::uint8_t mgmt_class, std::uint16_t attr, const Bytes& data, std::uint64_t tid,
+          std::uint8_t method, std::size_t size) {
+  Bytes m = {1, mgmt_class, 2, method, 0, 0, 0, 0};
+  put64(m, tid);
+  put16(m, attr);
+  put16(m, 0);
+  put32(m, 0);
+  m.insert(m.end(), data.begin(), data.end());
+  m.resize(size, 0);
+  return m;
+}
+
+// Writes the `n` low bytes of v big-endian at b[off].
+static void set_be(Bytes& b, std::size_t off, std::uint64_t v, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    b[off + i] = static_cast<std::uint8_t>(v >> (8 * (n - 1 - i)));
+}
+
+static BthSpec ud_to_qp1() {
+  BthSpec s;
+  s.opcode = 0x64;  // UD SEND Only
+  s.destqp = 1;
+  return s;
+}
+
+Bytes cm_native(std::uint16_t attr, const Bytes& data, std::uint64_t tid, std::uint16_t slid,
+                std::uint16_t dlid, std::size_t mad_size) {
+  return native(ud_to_qp1(), deth(0x80010000, 1), mad(0x07, attr, data, tid, 0x03, mad_size), false,
+                0, dlid, slid);
+}
+
+Bytes cm_rocev2(std::uint16_t attr, const Bytes& data, bool ipv6) {
+  return rocev2(ud_to_qp1(), deth(0x80010000, 1), mad(0x07, attr, data), ipv6);
+}
+
+std::vector<Bytes> sdp_connection(const Bytes& hello, const Bytes& hello_ack,
+                                  const std::vector<std::pair<int, Bytes>>& sends) {
+  constexpr std::uint64_t kTid = 0x00000001deadbeefULL;
+  constexpr std::uint32_t kCommId[2] = {0x6b2f1001, 0x6b2f2002};
+  constexpr std::uint16_t kLid[2] = {1, 2};
+  constexpr std::uint32_t kQpn[2] = {kSdpRequesterQpn, kSdpResponderQpn};
+  auto ids = [&](int from) {  // LocalCommID, RemoteCommID
+    Bytes d;
+    put32(d, kCommId[from]);
+    put32(d, kCommId[1 - from]);
+    return d;
+  };
+  auto cm = [&](std::uint16_t attr, const Bytes& data, int from) {
+    return cm_native(attr, data, kTid, kLid[from], kLid[1 - from]);
+  };
+  std::vector<Bytes> out;
+  Bytes req(232, 0);
+  set_be(req, 0, kCommId[0], 4);
+  set_be(req, 8, kSdpServiceId, 8);
+  set_be(req, 32, kQpn[0], 3);
+  set_be(req, 52, kLid[0], 2);  // primary local / remote LID
+  set_be(req, 54, kLid[1], 2);
+  std::copy_n(hello.begin(), std::min<std::size_t>(hello.size(), 92), req.begin() + 140);
+  out.push_back(cm(0x0010, req, 0));
+  Bytes rep = ids(1);
+  rep.resize(36, 0);
+  set_be(rep, 12, kQpn[1], 3);
+  rep.insert(rep.end(), hello_ack.begin(), hello_ack.end());
+  out.push_back(cm(0x0013, rep, 1));
+  out.push_back(cm(0x0014, ids(0), 0));
+  std::uint32_t psn[2] = {100, 200};
+  for (const auto& [from, payload] : sends) {
+    BthSpec s;
+    s.destqp = kQpn[1 - from];
+    s.psn = psn[from]++;
+    out.push_back(native(s, {}, payload, false, 0, kLid[1 - from], kLid[from]));
+  }
+  Bytes dreq = ids(0);
+  put24(dreq, kQpn[1]);
+  out.push_back(cm(0x0015, dreq, 0));
+  out.push_back(cm(0x0016, ids(1), 1));
+  return out;
 }
 
 Bytes erf(const Bytes& ib, bool ext_header) {

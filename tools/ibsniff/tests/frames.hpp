@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 namespace ibsniff::test {
@@ -45,6 +46,31 @@ Bytes rocev2_ip(const BthSpec& s, const Bytes& ext, const Bytes& payload, bool i
                 std::uint16_t sport = 0xc000);
 // RoCEv1 over Ethernet (+ tags): GRH + BTH + ext + payload + pad + ICRC.
 Bytes rocev1(const BthSpec& s, const Bytes& ext, const Bytes& payload, unsigned vlan_tags = 0);
+// n bytes of a pattern in which every byte differs from its neighbours: byte i = 7i + 3.
+Bytes byte_pattern(std::size_t n);
+// DETH (Q_Key, reserved, source QP).
+Bytes deth(std::uint32_t qkey = 0x80010000, std::uint32_t srcqp = 0x22);
+// A MAD: the 24-byte common header (BaseVersion 1, `mgmt_class`, ClassVersion 2, `method`,
+// status 0, `tid`, `attr`, modifier 0) and `data` zero-padded (or cut) to `size` - 24 bytes.
+Bytes mad(std::uint8_t mgmt_class, std::uint16_t attr, const Bytes& data,
+          std::uint64_t tid = 0x1122334455667788ULL, std::uint8_t method = 0x03,
+          std::size_t size = 256);
+// CM (management class 0x07) over native IB without GRH: a UD SEND Only from QP 1 to QP 1
+// (DETH Q_Key 0x80010000) from LID `slid` to LID `dlid`, carrying a MAD of `mad_size` bytes.
+Bytes cm_native(std::uint16_t attr, const Bytes& data, std::uint64_t tid, std::uint16_t slid,
+                std::uint16_t dlid, std::size_t mad_size = 256);
+// The same over RoCEv2 (IPv4 10.0.0.1 -> 10.0.0.2, or IPv6 fd00::1 -> fd00::2).
+Bytes cm_rocev2(std::uint16_t attr, const Bytes& data, bool ipv6 = false);
+
+// A native-IB SDP connection: the requester (LID 1, QPN 0x48) sends a CM REQ (native SDP service
+// ID 0x11b58, private data `hello`), the responder (LID 2, QPN 0x49) a REP (`hello_ack`), the
+// requester an RTU; then one RC SEND Only per entry of `sends` (0: requester to responder, 1:
+// back; PSNs counting from 100 and 200), then DREQ and DREP.
+inline constexpr std::uint32_t kSdpRequesterQpn = 0x48, kSdpResponderQpn = 0x49;
+inline constexpr std::uint64_t kSdpServiceId = 0x11b58;
+std::vector<Bytes> sdp_connection(const Bytes& hello, const Bytes& hello_ack,
+                                  const std::vector<std::pair<int, Bytes>>& sends);
+
 // Link wrappers.
 Bytes erf(const Bytes& ib_frame, bool ext_header = false);
 Bytes sll(std::uint16_t proto, const Bytes& l3);

@@ -121,40 +121,159 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(vcrc_bad, "ibsniff.vcrc.bad", Bool, None, 0)                                            \
   X(cm_req, "infiniband.cm.req", U32, Hex, 0)                                               \
   X(cm_req_serviceid, "infiniband.cm.req.serviceid", U64, Hex, 0)                           \
+  X(cm_req_serviceid_prefix, "infiniband.cm.req.serviceid.prefix", Bytes, None, 0)          \
+  X(cm_req_serviceid_protocol, "infiniband.cm.req.serviceid.protocol", U8, Hex, 0)          \
+  X(cm_req_serviceid_dport, "infiniband.cm.req.serviceid.dport", U16, Hex, 0)               \
+  X(cm_req_localcaguid, "infiniband.cm.req.localcaguid", U64, Hex, 0)                       \
+  X(cm_req_localqkey, "infiniband.cm.req.localqkey", U32, Hex, 0)                           \
   X(cm_req_localqpn, "infiniband.cm.req.localqpn", U24, Hex, 0)                             \
+  X(cm_req_responderres, "infiniband.cm.req.responderres", U8, Hex, 0)                      \
+  X(cm_req_localeecn, "infiniband.cm.req.localeecn", U24, Hex, 0)                           \
+  X(cm_req_initdepth, "infiniband.cm.req.initdepth", U8, Hex, 0)                            \
+  X(cm_req_remoteeecn, "infiniband.cm.req.remoteeecn", U24, Hex, 0)                         \
+  X(cm_req_remoteresptout, "infiniband.cm.req.remoteresptout", U8, Hex, 0xf8)               \
+  X(cm_req_transpsvctype, "infiniband.cm.req.transpsvctype", U8, Hex, 0x6)                  \
+  X(cm_req_e2eflowctrl, "infiniband.cm.req.e2eflowctrl", U8, Hex, 0x1)                      \
   X(cm_req_startpsn, "infiniband.cm.req.startpsn", U24, Hex, 0)                             \
+  X(cm_req_localresptout, "infiniband.cm.req.localresptout", U8, Hex, 0xf8)                 \
+  X(cm_req_retrcount, "infiniband.cm.req.retrcount", U8, Hex, 0x7)                          \
   X(cm_req_pkey, "infiniband.cm.req.pkey", U16, Hex, 0)                                     \
+  X(cm_req_pppmtu, "infiniband.cm.req.pppmtu", U8, Hex, 0xf0)                               \
+  X(cm_req_rdcexist, "infiniband.cm.req.rdcexist", U8, Hex, 0x8)                            \
+  X(cm_req_rnrretrcount, "infiniband.cm.req.rnrretrcount", U8, Hex, 0x7)                    \
+  X(cm_req_maxcmretr, "infiniband.cm.req.maxcmretr", U8, Hex, 0xf0)                         \
+  X(cm_req_srq, "infiniband.cm.req.srq", U8, Hex, 0x8)                                      \
+  X(cm_req_ext_transport, "infiniband.cm.req.ext_transport", U8, Hex, 0x7)                  \
   X(cm_req_prim_locallid, "infiniband.cm.req.prim_locallid", U16, Dec, 0)                   \
   X(cm_req_prim_remotelid, "infiniband.cm.req.prim_remotelid", U16, Dec, 0)                 \
   X(cm_req_prim_localgid, "infiniband.cm.req.prim_localgid", Ipv6, None, 0)                 \
   X(cm_req_prim_remotegid, "infiniband.cm.req.prim_remotegid", Ipv6, None, 0)               \
+  X(cm_req_prim_localgid_ipv4, "infiniband.cm.req.prim_localgid_ipv4", Ipv4, None, 0)       \
+  X(cm_req_prim_remotegid_ipv4, "infiniband.cm.req.prim_remotegid_ipv4", Ipv4, None, 0)     \
+  X(cm_req_prim_flowlabel, "infiniband.cm.req.prim_flowlabel", U32, Hex, 0xfffff000)        \
+  X(cm_req_prim_reserved0, "infiniband.cm.req.prim_reserved0", U32, Hex, 0xfc0)             \
+  X(cm_req_prim_pktrate, "infiniband.cm.req.prim_pktrate", U32, Hex, 0x3f)                  \
+  X(cm_req_prim_tfcclass, "infiniband.cm.req.prim_tfcclass", U8, Hex, 0)                    \
+  X(cm_req_prim_hoplim, "infiniband.cm.req.prim_hoplim", U8, Hex, 0)                        \
+  X(cm_req_prim_sl, "infiniband.cm.req.prim_sl", U8, Hex, 0xf0)                             \
+  X(cm_req_prim_subnetlocal, "infiniband.cm.req.prim_subnetlocal", U8, Hex, 0x8)            \
+  X(cm_req_prim_reserved1, "infiniband.cm.req.prim_reserved1", U8, Hex, 0x7)                \
+  X(cm_req_prim_localacktout, "infiniband.cm.req.prim_localacktout", U8, Hex, 0xf8)         \
+  X(cm_req_prim_reserved2, "infiniband.cm.req.prim_reserved2", U8, Hex, 0x7)                \
+  X(cm_req_alt_locallid, "infiniband.cm.req.alt_locallid", U16, Dec, 0)                     \
+  X(cm_req_alt_remotelid, "infiniband.cm.req.alt_remotelid", U16, Dec, 0)                   \
+  X(cm_req_alt_localgid, "infiniband.cm.req.alt_localgid", Bytes, None, 0)                  \
+  X(cm_req_alt_remotegid, "infiniband.cm.req.alt_remotegid", Bytes, None, 0)                \
+  X(cm_req_alt_flowlabel, "infiniband.cm.req.alt_flowlabel", U32, Hex, 0xfffff000)          \
+  X(cm_req_alt_reserved0, "infiniband.cm.req.alt_reserved0", U32, Hex, 0xfc0)               \
+  X(cm_req_alt_pktrate, "infiniband.cm.req.alt_pktrate", U32, Hex, 0x3f)                    \
+  X(cm_req_alt_tfcclass, "infiniband.cm.req.alt_tfcclass", U8, Hex, 0)                      \
+  X(cm_req_alt_hoplim, "infiniband.cm.req.alt_hoplim", U8, Hex, 0)                          \
+  X(cm_req_alt_sl, "infiniband.cm.req.alt_sl", U8, Hex, 0xf0)                               \
+  X(cm_req_alt_subnetlocal, "infiniband.cm.req.alt_subnetlocal", U8, Hex, 0x8)              \
+  X(cm_req_alt_reserved1, "infiniband.cm.req.alt_reserved1", U8, Hex, 0x7)                  \
+  X(cm_req_alt_localacktout, "infiniband.cm.req.alt_localacktout", U8, Hex, 0xf8)           \
   X(cm_req_private, "infiniband.cm.req.private", Bytes, None, 0)                            \
+  X(cm_req_ip_cm, "infiniband.cm.req.ip_cm", Bytes, None, 0)                                \
   X(cm_req_ip_cm_majv, "infiniband.cm.req.ip_cm.majv", U8, Hex, 0xf0)                       \
-  X(cm_req_ip_cm_minv, "infiniband.cm.req.ip_cm.minv", U8, Hex, 0x0f)                       \
+  X(cm_req_ip_cm_minv, "infiniband.cm.req.ip_cm.minv", U8, Hex, 0xf)                        \
   X(cm_req_ip_cm_ipv, "infiniband.cm.req.ip_cm.ipv", U8, Hex, 0xf0)                         \
+  X(cm_req_ip_cm_reserved, "infiniband.cm.req.ip_cm.reserved", U8, Hex, 0xf)                \
   X(cm_req_ip_cm_sport, "infiniband.cm.req.ip_cm.sport", U16, Hex, 0)                       \
-  X(cm_req_ip_cm_sip4, "infiniband.cm.req.ip_cm.sip4", Ipv4, None, 0)                       \
-  X(cm_req_ip_cm_dip4, "infiniband.cm.req.ip_cm.dip4", Ipv4, None, 0)                       \
   X(cm_req_ip_cm_sip6, "infiniband.cm.req.ip_cm.sip6", Ipv6, None, 0)                       \
   X(cm_req_ip_cm_dip6, "infiniband.cm.req.ip_cm.dip6", Ipv6, None, 0)                       \
+  X(cm_req_ip_cm_sip4, "infiniband.cm.req.ip_cm.sip4", Ipv4, None, 0)                       \
+  X(cm_req_ip_cm_dip4, "infiniband.cm.req.ip_cm.dip4", Ipv4, None, 0)                       \
   X(cm_req_ip_cm_private, "infiniband.cm.req.ip_cm.private", Bytes, None, 0)                \
   X(cm_rep, "infiniband.cm.rep", U32, Hex, 0)                                               \
   X(cm_rep_remotecommid, "infiniband.cm.rep.remotecommid", U32, Hex, 0)                     \
+  X(cm_rep_localqkey, "infiniband.cm.rep.localqkey", U32, Hex, 0)                           \
   X(cm_rep_localqpn, "infiniband.cm.rep.localqpn", U24, Hex, 0)                             \
+  X(cm_rep_localeecn, "infiniband.cm.rep.localeecn", U24, Hex, 0)                           \
   X(cm_rep_startpsn, "infiniband.cm.rep.startpsn", U24, Hex, 0)                             \
+  X(cm_rep_respres, "infiniband.cm.rep.respres", U8, Hex, 0)                                \
+  X(cm_rep_initdepth, "infiniband.cm.rep.initdepth", U8, Hex, 0)                            \
+  X(cm_rep_tgtackdelay, "infiniband.cm.rep.tgtackdelay", U8, Hex, 0xf8)                     \
+  X(cm_rep_failoveracc, "infiniband.cm.rep.failoveracc", U8, Hex, 0x6)                      \
+  X(cm_rep_e2eflowctrl, "infiniband.cm.rep.e2eflowctrl", U8, Hex, 0x1)                      \
+  X(cm_rep_rnrretrcount, "infiniband.cm.rep.rnrretrcount", U8, Hex, 0xe0)                   \
+  X(cm_rep_srq, "infiniband.cm.rep.srq", U8, Hex, 0x10)                                     \
+  X(cm_rep_reserved, "infiniband.cm.rep.reserved", U8, Hex, 0xf)                            \
+  X(cm_rep_localcaguid, "infiniband.cm.rep.localcaguid", U64, Hex, 0)                       \
   X(cm_rep_private, "infiniband.cm.rep.private", Bytes, None, 0)                            \
   X(cm_rtu_localcommid, "infiniband.cm.rtu.localcommid", U32, Hex, 0)                       \
   X(cm_rtu_remotecommid, "infiniband.cm.rtu.remotecommid", U32, Hex, 0)                     \
+  X(cm_rtu_private, "infiniband.cm.rtu.private", Bytes, None, 0)                            \
   X(cm_rej_localcommid, "infiniband.cm.rej.localcommid", U32, Hex, 0)                       \
   X(cm_rej_remotecommid, "infiniband.cm.rej.remotecommid", U32, Hex, 0)                     \
+  X(cm_rej_msgrej, "infiniband.cm.rej.msgrej", U8, Hex, 0xc0)                               \
+  X(cm_rej_reserved0, "infiniband.cm.rej.reserved0", U8, Hex, 0x3)                          \
+  X(cm_rej_rejinfolen, "infiniband.cm.rej.rejinfolen", U8, Hex, 0xfe)                       \
+  X(cm_rej_reserved1, "infiniband.cm.rej.reserved1", U8, Hex, 0x1)                          \
   X(cm_rej_reason, "infiniband.cm.rej.reason", U16, Hex, 0)                                 \
+  X(cm_rej_ari, "infiniband.cm.rej.ari", Bytes, None, 0)                                    \
   X(cm_rej_private, "infiniband.cm.rej.private", Bytes, None, 0)                            \
   X(cm_dreq_localcommid, "infiniband.cm.dreq.localcommid", U32, Hex, 0)                     \
   X(cm_dreq_remotecommid, "infiniband.cm.dreq.remotecommid", U32, Hex, 0)                   \
+  X(cm_req_remoteqpneecn, "infiniband.cm.req.remoteqpneecn", U24, Hex, 0)                   \
+  X(cm_dreq_private, "infiniband.cm.dreq.private", Bytes, None, 0)                          \
   X(cm_drsp_localcommid, "infiniband.cm.drsp.localcommid", U32, Hex, 0)                     \
   X(cm_drsp_remotecommid, "infiniband.cm.drsp.remotecommid", U32, Hex, 0)                   \
+  X(cm_drsp_private, "infiniband.cm.drsp.private", Bytes, None, 0)                          \
+  X(cm_mra_localcommid, "ibsniff.cm.mra.localcommid", U32, Hex, 0)                          \
+  X(cm_mra_remotecommid, "ibsniff.cm.mra.remotecommid", U32, Hex, 0)                        \
+  X(cm_mra_msgmraed, "ibsniff.cm.mra.msgmraed", U8, Hex, 0xc0)                              \
+  X(cm_mra_servicetimeout, "ibsniff.cm.mra.servicetimeout", U8, Hex, 0xf8)                  \
+  X(cm_mra_private, "ibsniff.cm.mra.private", Bytes, None, 0)                               \
+  X(cm_lap_localcommid, "ibsniff.cm.lap.localcommid", U32, Hex, 0)                          \
+  X(cm_lap_remotecommid, "ibsniff.cm.lap.remotecommid", U32, Hex, 0)                        \
+  X(cm_lap_remoteqpneecn, "ibsniff.cm.lap.remoteqpneecn", U24, Hex, 0)                      \
+  X(cm_lap_remoteresptout, "ibsniff.cm.lap.remoteresptout", U8, Hex, 0xf8)                  \
+  X(cm_lap_alt_locallid, "ibsniff.cm.lap.alt_locallid", U16, Dec, 0)                        \
+  X(cm_lap_alt_remotelid, "ibsniff.cm.lap.alt_remotelid", U16, Dec, 0)                      \
+  X(cm_lap_alt_localgid, "ibsniff.cm.lap.alt_localgid", Ipv6, None, 0)                      \
+  X(cm_lap_alt_remotegid, "ibsniff.cm.lap.alt_remotegid", Ipv6, None, 0)                    \
+  X(cm_lap_alt_flowlabel, "ibsniff.cm.lap.alt_flowlabel", U32, Hex, 0xfffff000)             \
+  X(cm_lap_alt_tfcclass, "ibsniff.cm.lap.alt_tfcclass", U8, Hex, 0)                         \
+  X(cm_lap_alt_hoplim, "ibsniff.cm.lap.alt_hoplim", U8, Hex, 0)                             \
+  X(cm_lap_alt_pktrate, "ibsniff.cm.lap.alt_pktrate", U8, Hex, 0x3f)                        \
+  X(cm_lap_alt_sl, "ibsniff.cm.lap.alt_sl", U8, Hex, 0xf0)                                  \
+  X(cm_lap_alt_subnetlocal, "ibsniff.cm.lap.alt_subnetlocal", U8, Hex, 0x8)                 \
+  X(cm_lap_alt_localacktout, "ibsniff.cm.lap.alt_localacktout", U8, Hex, 0xf8)              \
+  X(cm_lap_private, "ibsniff.cm.lap.private", Bytes, None, 0)                               \
+  X(cm_apr_localcommid, "ibsniff.cm.apr.localcommid", U32, Hex, 0)                          \
+  X(cm_apr_remotecommid, "ibsniff.cm.apr.remotecommid", U32, Hex, 0)                        \
+  X(cm_apr_infolen, "ibsniff.cm.apr.infolen", U8, Hex, 0)                                   \
+  X(cm_apr_apstatus, "ibsniff.cm.apr.apstatus", U8, Hex, 0)                                 \
+  X(cm_apr_info, "ibsniff.cm.apr.info", Bytes, None, 0)                                     \
+  X(cm_apr_private, "ibsniff.cm.apr.private", Bytes, None, 0)                               \
+  X(cm_sidr_req_requestid, "ibsniff.cm.sidr_req.requestid", U32, Hex, 0)                    \
+  X(cm_sidr_req_pkey, "ibsniff.cm.sidr_req.pkey", U16, Hex, 0)                              \
+  X(cm_sidr_req_serviceid, "ibsniff.cm.sidr_req.serviceid", U64, Hex, 0)                    \
+  X(cm_sidr_req_private, "ibsniff.cm.sidr_req.private", Bytes, None, 0)                     \
+  X(cm_sidr_req_ip_cm_majv, "ibsniff.cm.sidr_req.ip_cm.majv", U8, Hex, 0xf0)                \
+  X(cm_sidr_req_ip_cm_minv, "ibsniff.cm.sidr_req.ip_cm.minv", U8, Hex, 0xf)                 \
+  X(cm_sidr_req_ip_cm_ipv, "ibsniff.cm.sidr_req.ip_cm.ipv", U8, Hex, 0xf0)                  \
+  X(cm_sidr_req_ip_cm_reserved, "ibsniff.cm.sidr_req.ip_cm.reserved", U8, Hex, 0xf)         \
+  X(cm_sidr_req_ip_cm_sport, "ibsniff.cm.sidr_req.ip_cm.sport", U16, Hex, 0)                \
+  X(cm_sidr_req_ip_cm_sip6, "ibsniff.cm.sidr_req.ip_cm.sip6", Ipv6, None, 0)                \
+  X(cm_sidr_req_ip_cm_dip6, "ibsniff.cm.sidr_req.ip_cm.dip6", Ipv6, None, 0)                \
+  X(cm_sidr_req_ip_cm_sip4, "ibsniff.cm.sidr_req.ip_cm.sip4", Ipv4, None, 0)                \
+  X(cm_sidr_req_ip_cm_dip4, "ibsniff.cm.sidr_req.ip_cm.dip4", Ipv4, None, 0)                \
+  X(cm_sidr_req_ip_cm_private, "ibsniff.cm.sidr_req.ip_cm.private", Bytes, None, 0)         \
+  X(cm_sidr_rep_requestid, "ibsniff.cm.sidr_rep.requestid", U32, Hex, 0)                    \
+  X(cm_sidr_rep_status, "ibsniff.cm.sidr_rep.status", U8, Hex, 0)                           \
+  X(cm_sidr_rep_infolen, "ibsniff.cm.sidr_rep.infolen", U8, Hex, 0)                         \
+  X(cm_sidr_rep_qpn, "ibsniff.cm.sidr_rep.qpn", U24, Hex, 0)                                \
+  X(cm_sidr_rep_serviceid, "ibsniff.cm.sidr_rep.serviceid", U64, Hex, 0)                    \
+  X(cm_sidr_rep_qkey, "ibsniff.cm.sidr_rep.qkey", U32, Hex, 0)                              \
+  X(cm_sidr_rep_info, "ibsniff.cm.sidr_rep.info", Bytes, None, 0)                           \
+  X(cm_sidr_rep_private, "ibsniff.cm.sidr_rep.private", Bytes, None, 0)                     \
   X(sdp_bsdh_mid, "infiniband_sdp.bsdh.mid", U8, Hex, 0)                                    \
   X(sdp_bsdh_flags, "infiniband_sdp.bsdh.flags", U8, Hex, 0)                                \
+  X(sdp_bsdh_oobpres, "ibsniff.sdp.bsdh.oobpres", U8, Hex, 0x1)                             \
+  X(sdp_bsdh_oobpend, "ibsniff.sdp.bsdh.oobpend", U8, Hex, 0x2)                             \
+  X(sdp_bsdh_reqpipe, "ibsniff.sdp.bsdh.reqpipe", U8, Hex, 0x4)                             \
   X(sdp_bsdh_bufs, "infiniband_sdp.bsdh.bufs", U16, Dec, 0)                                 \
   X(sdp_bsdh_len, "infiniband_sdp.bsdh.len", U32, Dec, 0)                                   \
   X(sdp_bsdh_mseq, "infiniband_sdp.bsdh.mseq", U32, Hex, 0)                                 \
@@ -169,6 +288,29 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(sdp_hh_localport, "infiniband_sdp.hh.localport", U16, Dec, 0)                           \
   X(sdp_hh_src_ip, "infiniband_sdp.hh.src_ip", Ipv6, None, 0)                               \
   X(sdp_hh_dst_ip, "infiniband_sdp.hh.dst_ip", Ipv6, None, 0)                               \
+  X(sdp_hh_cap_invalidate, "infiniband_sdp.hh.cap_invalidate", U8, Hex, 0x1)                \
+  X(sdp_hh_cap_extmaxadverts, "infiniband_sdp.hh.cap_extmaxadverts", U8, Hex, 0x2)          \
+  X(sdp_hh_extmaxadverts, "infiniband_sdp.hh.extmaxadverts", U16, Hex, 0)                   \
+  X(sdp_hah_majv, "ibsniff.sdp.hah.majv", U8, Hex, 0xf0)                                    \
+  X(sdp_hah_minv, "ibsniff.sdp.hah.minv", U8, Hex, 0xf)                                     \
+  X(sdp_hah_ipv, "ibsniff.sdp.hah.ipv", U8, Hex, 0xf0)                                      \
+  X(sdp_hah_cap, "ibsniff.sdp.hah.cap", U8, Hex, 0xf)                                       \
+  X(sdp_hah_maxadverts, "ibsniff.sdp.hah.maxadverts", U8, Hex, 0)                           \
+  X(sdp_hah_actrcvsz, "ibsniff.sdp.hah.actrcvsz", U32, Dec, 0)                              \
+  X(sdp_srcah_len, "ibsniff.sdp.srcah.len", U32, Dec, 0)                                    \
+  X(sdp_srcah_rkey, "ibsniff.sdp.srcah.rkey", U32, Hex, 0)                                  \
+  X(sdp_srcah_va, "ibsniff.sdp.srcah.va", U64, Hex, 0)                                      \
+  X(sdp_sinkah_len, "ibsniff.sdp.sinkah.len", U32, Dec, 0)                                  \
+  X(sdp_sinkah_rkey, "ibsniff.sdp.sinkah.rkey", U32, Hex, 0)                                \
+  X(sdp_sinkah_va, "ibsniff.sdp.sinkah.va", U64, Hex, 0)                                    \
+  X(sdp_sinkah_nondisc, "ibsniff.sdp.sinkah.nondisc", U32, Dec, 0)                          \
+  X(sdp_rwch_len, "ibsniff.sdp.rwch.len", U32, Dec, 0)                                      \
+  X(sdp_rrch_rdmardsz, "ibsniff.sdp.rrch.rdmardsz", U32, Dec, 0)                            \
+  X(sdp_mch_mode, "ibsniff.sdp.mch.mode", U8, Hex, 0xf0)                                    \
+  X(sdp_crbh_desrcvsz, "ibsniff.sdp.crbh.desrcvsz", U32, Dec, 0)                            \
+  X(sdp_crbah_actrcvsz, "ibsniff.sdp.crbah.actrcvsz", U32, Dec, 0)                          \
+  X(sdp_suspch_serviceid, "ibsniff.sdp.suspch.serviceid", U64, Hex, 0)                      \
+  X(sdp_data, "ibsniff.sdp.data", Bytes, None, 0)                                           \
   X(sdp_conn, "ibsniff.sdp.conn", U32, Dec, 0)                                              \
   X(sdp_dir, "ibsniff.sdp.dir", U8, Dec, 0)
 

@@ -1,12 +1,14 @@
-// The stateful layers above the frame decoder: CM field decoding (REQ, REP, RTU, REJ, DREQ, DREP
-// with their private data and the IP CM header) and SDP (connections followed through the CM by
-// the SDP follower, messages decoded with libsdp's codec). A Session sees the packets of one
+// The stateful layers above the frame decoder: CM field decoding (cm.hpp) and SDP (connections
+// followed through the CM by the SDP follower; Hello, HelloAck and every message decoded with
+// libsdp's codec into BSDH, extended-header and data fields). A Session sees the packets of one
 // capture in order.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "ibsniff/packet.hpp"
 #include "sdp_follow.hpp"
@@ -33,8 +35,13 @@ class Session {
   void cm(Packet& p);
   void rc(Packet& p);
   void add_note(Packet& p, Severity s, std::string text);
-  void sdp_bsdh_fields(Packet& p, std::size_t off, std::size_t avail);
-  void sdp_hello_fields(Packet& p, std::size_t off, bool full);
+  // The Hello / HelloAck (CM private data) at frame offset `off`, decoded with libsdp's codec:
+  // false, with an Error note, when the codec refuses it.
+  bool sdp_hello(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes);
+  bool sdp_hello_ack(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes);
+  // An SDP message the codec refused: its BSDH as read, and an Error note with the reason.
+  void malformed(Packet& p, std::size_t off, std::span<const std::uint8_t> bytes, const char* what,
+                 std::string_view reason);
 };
 
 }  // namespace ibsniff
