@@ -1,12 +1,14 @@
 // ibsniff: InfiniBand / RoCE / SDP dissector CLI (tshark-compatible field names and renderings).
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <optional>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "ibsniff/conv.hpp"
 #include "ibsniff/decoder.hpp"
+#include "ibsniff/filter.hpp"
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
 #include "ibsniff/session.hpp"
@@ -84,7 +86,7 @@ bool parse_fields_options(const std::vector<std::string>& names,
 
 int main(int argc, char** argv) {
   CLI::App app{kDescription, "ibsniff"};
-  std::string file, iface, write_file, bpf, format = "text";
+  std::string file, iface, write_file, bpf, display_filter, format = "text";
   long long count = -1;
   int snaplen = 262144;
   std::vector<std::string> fields, field_opts, stats;
@@ -103,6 +105,11 @@ int main(int argc, char** argv) {
       ->type_name("FILE");
   app.add_flag("-P", print_while_writing, "print packets while writing with -w");
   app.add_option("-f", bpf, "BPF capture filter (tcpdump syntax), for -i and -r")
+      ->type_name("FILTER");
+  app.add_option("-Y,--display-filter", display_filter,
+                 "display filter (tshark subset): only matching packets are printed, written and "
+                 "counted by -c and -z conv; e.g. 'infiniband.bth.opcode == 4 && "
+                 "infiniband_sdp.bsdh.mid == 0xff'")
       ->type_name("FILTER");
   app.add_option("-s,--snapshot-length", snaplen, "live capture: bytes kept per packet")
       ->check(CLI::Range(64, 262144));
@@ -167,6 +174,17 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  std::optional<ibsniff::Filter> filter;
+  if (!display_filter.empty()) {
+    std::string err;
+    filter = ibsniff::Filter::compile(display_filter, &err);
+    if (!filter) {
+      std::fprintf(stderr, "ibsniff: display filter '%s': %s\n", display_filter.c_str(),
+                   err.c_str());
+      return 1;
+    }
+  }
+
   std::string error;
   std::unique_ptr<ibsniff::Reader> reader;
   if (!iface.empty()) {
@@ -222,8 +240,9 @@ int main(int argc, char** argv) {
   ibsniff::TimeRef ref;
   long long n = 0;
   while ((count < 0 || n < count) && reader->next(p, &error)) {
-    session.process(p);
+    session.process(p);  // every packet: the SDP layer needs the whole history
     ref.observe(p);
+    if (filter && !filter->matches(p, ref)) continue;
     ++n;
     if (writer) writer->write(p);
     if (conv_ib) conv.observe(p);
