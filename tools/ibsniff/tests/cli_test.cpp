@@ -154,6 +154,50 @@ TEST(IbsniffCli, BadInputsGiveClearErrors) {
   fs::remove(junk);
 }
 
+TEST(IbsniffCli, CaptureCutInTheMiddleOfARecordExitsTwoAfterItsPackets) {
+  const fs::path cut = fs::temp_directory_path() / ("ibsniff_cut_" + std::to_string(getpid()));
+  const std::string file = cap("setup.pcap");
+  fs::copy_file(file, cut, fs::copy_options::overwrite_existing);
+  fs::resize_file(cut, fs::file_size(file) - 40);  // the last record loses 40 bytes
+  int st = 0;
+  const std::string out = run(kBin + " -r " + cut.string() + " 2>&1", &st);
+  EXPECT_EQ(st, 2 << 8) << out;
+  const auto all = lines(ibsniff("-r " + file));
+  const auto got = lines(out);
+  ASSERT_EQ(got.size(), all.size());  // every whole record, then the error
+  for (std::size_t i = 0; i + 1 < all.size(); ++i) EXPECT_EQ(got[i], all[i]);
+  EXPECT_NE(got.back().find("truncated"), std::string::npos) << got.back();
+  fs::remove(cut);
+}
+
+// The man page renders without groff warnings and documents every option of --help.
+TEST(IbsniffMan, DocumentsEveryOption) {
+  if (!test::have_command("groff")) GTEST_SKIP() << "groff not installed: man page not checked";
+  int st = 0;
+  const std::string warnings =
+      run(std::string("groff -man -Tutf8 -ww -z ") + IBSNIFF_MAN + " 2>&1", &st);
+  EXPECT_EQ(st, 0);
+  EXPECT_EQ(warnings, "");
+  const std::string page =
+      run(std::string("groff -man -Tascii -P-cbou ") + IBSNIFF_MAN + " 2>/dev/null", &st);
+  ASSERT_EQ(st, 0);
+  std::size_t options = 0;
+  for (const auto& l : lines(ibsniff("--help"))) {
+    // Option lines: "  -r,--read-file TEXT ...", "  -P   print ...", "  --sdp UINT ..."
+    if (l.size() < 3 || l[0] != ' ' || l[1] != ' ' || l[2] != '-') continue;
+    const std::string names = l.substr(2, l.find(' ', 2) - 2);
+    std::size_t start = 0;
+    while (start < names.size()) {
+      const std::size_t comma = names.find(',', start);
+      const std::string opt = names.substr(start, comma - start);
+      EXPECT_NE(page.find(opt), std::string::npos) << opt << " is not in the man page";
+      ++options;
+      start = comma == std::string::npos ? names.size() : comma + 1;
+    }
+  }
+  EXPECT_GT(options, 25U);
+}
+
 // What one host's engine logged it sent (SDP_TRACE), per MID, and the range of Bufs it
 // advertised; Hello/HelloAck travel in the CM and are not counted by -z conv.
 struct Logged {

@@ -23,10 +23,14 @@ inline std::string run(const std::string& cmd, int* status) {
   return out;
 }
 
-inline bool have_tshark() {
+inline bool have_command(const std::string& name) {
   int st = 0;
-  run("command -v tshark >/dev/null 2>&1", &st);
+  run("command -v " + name + " >/dev/null 2>&1", &st);
   return st == 0;
+}
+
+inline bool have_tshark() {
+  return have_command("tshark");
 }
 
 // For paths without a single quote (the test inputs).
