@@ -6,7 +6,7 @@ PKGS=(
   libibverbs-dev librdmacm-dev libpcap-dev
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libfmt-dev zlib1g-dev nlohmann-json3-dev
+  libcli11-dev libfmt-dev zlib1g-dev nlohmann-json3-dev groff-base
 )
 missing=()
 for p in "${PKGS[@]}"; do
