@@ -192,23 +192,17 @@ class Decoder {
 
 void Decoder::ethernet() {
   if (!need(0, 14, "Ethernet header")) return;
-  std::uint16_t type = get16(d_ + 12);
-  std::size_t off = 14;
-  while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {
-    if (!need(off, 4, "802.1Q tag")) return;
-    add(FieldId::vlan_id, off, 2, get16(d_ + off) & 0x0fffU);
-    type = get16(d_ + off + 2);
-    off += 4;
-  }
-  add(FieldId::eth_type, off - 2, 2, type);
-  ethertype(type, off, size_);
+  const std::uint16_t type = get16(d_ + 12);
+  add(FieldId::eth_type, 12, 2, type);  // the outer type (0x8100 when tagged), as tshark
+  ethertype(type, 14, size_);
 }
 
 void Decoder::ethertype(std::uint16_t type, std::size_t off, std::size_t end) {
-  while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {  // tags inside SLL
+  while (type == 0x8100 || type == 0x88a8 || type == 0x9100) {  // 802.1Q / QinQ tags
     if (!need(off, 4, "802.1Q tag", end)) return;
     add(FieldId::vlan_id, off, 2, get16(d_ + off) & 0x0fffU);
     type = get16(d_ + off + 2);
+    add(FieldId::vlan_etype, off + 2, 2, type);
     off += 4;
   }
   switch (type) {

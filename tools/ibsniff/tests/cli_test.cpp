@@ -275,7 +275,7 @@ TEST(IbsniffCli, LiveCaptureOnLoopbackDecodesRoceV2) {
   FILE* cap_proc = popen((kBin +
                           " -i lo -c 1 -f 'udp dst port 4791' -T fields -e "
                           "infiniband.bth.opcode -e infiniband.bth.destqp -e "
-                          "infiniband.payload > " +
+                          "ibsniff.payload > " +
                           out.string() + " 2>&1")
                              .c_str(),
                          "w");

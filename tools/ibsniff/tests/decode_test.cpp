@@ -237,7 +237,7 @@ TEST(IbsniffDecode, ExtendedHeaderValuesRenderLikeTshark) {
   EXPECT_EQ(field(p, "infiniband.reth.r_key"), "0x00001234");
   EXPECT_EQ(field(p, "infiniband.reth.dmalen"), "8");
   EXPECT_EQ(field(p, "infiniband.immdt"), "deadbeef");
-  EXPECT_EQ(field(p, "infiniband.payload"), "68656c6c6f000000");  // pad included, like tshark
+  EXPECT_EQ(field(p, "ibsniff.payload"), "68656c6c6f000000");  // pad included
   EXPECT_EQ(field(p, "infiniband.reserved"), "00");
   EXPECT_EQ(info(p), "RC RDMA Write Only Immediate QP=0x000200 ");
 
@@ -395,7 +395,7 @@ TEST(IbsniffDecode, MadAndCmHeader) {
     EXPECT_EQ(field(p, "infiniband.mad.classversion"), "0x02");
     EXPECT_EQ(field(p, "infiniband.mad.attributeid"), "0x0010");
     EXPECT_EQ(field(p, "infiniband.mad.transactionid"), "0x1122334455667788");
-    EXPECT_EQ(field(p, "infiniband.payload"), "");
+    EXPECT_EQ(field(p, "ibsniff.payload"), "");
     EXPECT_EQ(info(p), "CM: ConnectRequest");
   }
   mad.resize(100);

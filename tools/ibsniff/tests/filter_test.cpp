@@ -305,11 +305,11 @@ TEST(IbsniffFilter, BytesValues) {
   EXPECT_TRUE(match("infiniband.bth < 0b:00:00:00:00:00:00:00:00:00:00:00", p));
   EXPECT_TRUE(match("infiniband.bth >= 0a:20:ff:ff:00:00:00:11:80:8c:84:dd", p));
   // Strings and escapes.
-  EXPECT_TRUE(match("infiniband.payload contains \"hello\"", p));
-  EXPECT_TRUE(match("infiniband.payload contains \"llo\\x00\\\"\\\\\\376\"", p));
-  EXPECT_TRUE(match("infiniband.payload contains \"o\\0\"", p));
-  EXPECT_FALSE(match("infiniband.payload contains \"help\"", p));
-  EXPECT_TRUE(match("infiniband.payload == \"hello\\x00\\\"\\\\\\xfe\"", p));
+  EXPECT_TRUE(match("ibsniff.payload contains \"hello\"", p));
+  EXPECT_TRUE(match("ibsniff.payload contains \"llo\\x00\\\"\\\\\\376\"", p));
+  EXPECT_TRUE(match("ibsniff.payload contains \"o\\0\"", p));
+  EXPECT_FALSE(match("ibsniff.payload contains \"help\"", p));
+  EXPECT_TRUE(match("ibsniff.payload == \"hello\\x00\\\"\\\\\\xfe\"", p));
   // Several occurrences: 00 and 00:00.
   EXPECT_TRUE(match("infiniband.reserved == 00", p));
   EXPECT_TRUE(match("infiniband.reserved == 0000", p));
@@ -398,10 +398,10 @@ TEST(IbsniffFilter, CompileErrors) {
       {"infiniband.bth.opcode & 4",
        "unexpected '&' at column 23 (bitwise and is not supported; '&&' is logical and)"},
       {"ip.src | ip.dst", "unexpected '|' at column 8 (did you mean '||'?)"},
-      {"infiniband.payload matches \"x\"",
-       "'matches' at column 20: regular expressions are not supported"},
-      {"infiniband.payload ~ \"x\"",
-       "unexpected '~' at column 20 (regular expressions are not supported)"},
+      {"ibsniff.payload matches \"x\"",
+       "'matches' at column 17: regular expressions are not supported"},
+      {"ibsniff.payload ~ \"x\"",
+       "unexpected '~' at column 17 (regular expressions are not supported)"},
       {"infiniband.bth[0:2] == 0a:20",
        "unexpected '[' at column 15 (field slices are not supported)"},
       {"ip.src == $x", "unexpected '$' at column 11"},

@@ -27,6 +27,11 @@ enum class Ft : std::uint8_t {
 enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
 
 // X(identifier, tshark name, type, base, bitmask)
+// Names starting with "ibsniff." are fields tshark 4.0 does not have, or has with another meaning:
+// ibsniff.payload is every packet's transport payload (pad included), while tshark emits
+// infiniband.payload only when it hands the payload to an EtherType dissector (IPoIB), so the
+// name is not reused. eth.type is the outer EtherType (0x8100 when tagged) and vlan.etype each
+// tag's inner one, as in tshark.
 #define IBSNIFF_FIELDS(X)                                                                   \
   X(frame_number, "frame.number", U32, Dec, 0)                                              \
   X(frame_len, "frame.len", U32, Dec, 0)                                                    \
@@ -35,6 +40,7 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(frame_time_relative, "frame.time_relative", RelTime, None, 0)                           \
   X(eth_type, "eth.type", U16, Hex, 0)                                                      \
   X(vlan_id, "vlan.id", U16, Dec, 0x0fff)                                                   \
+  X(vlan_etype, "vlan.etype", U16, Hex, 0)                                                  \
   X(ip_src, "ip.src", Ipv4, None, 0)                                                        \
   X(ip_dst, "ip.dst", Ipv4, None, 0)                                                        \
   X(ipv6_src, "ipv6.src", Ipv6, None, 0)                                                    \
@@ -102,7 +108,7 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(atomicacketh_origremdt, "infiniband.atomicacketh.origremdt", U64, Dec, 0)               \
   X(immdt, "infiniband.immdt", Bytes, None, 0)                                              \
   X(ieth, "infiniband.ieth", Bytes, None, 0)                                                \
-  X(payload, "infiniband.payload", Bytes, None, 0)                                          \
+  X(payload, "ibsniff.payload", Bytes, None, 0)                                          \
   X(rawdata, "infiniband.rawdata", Bytes, None, 0)                                          \
   X(data_data, "data.data", Bytes, None, 0)                                                 \
   X(mad_baseversion, "infiniband.mad.baseversion", U8, Hex, 0)                              \
