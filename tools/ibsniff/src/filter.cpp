@@ -475,6 +475,29 @@ class FilterParser {
     fail(fmt::format("unexpected {} at column {}", describe(cur_), column(cur_)));
   }
 
+  // A protocol name: presence of any of its fields.
+  std::uint32_t parse_protocol() {
+    const Token name = cur_;
+    const std::string prefix = std::string(name.text) + ".";
+    Node n;
+    n.kind = Kind::Protocol;
+    n.a = static_cast<std::uint32_t>(f_.bytes_.size());
+    bool any = false;
+    for (const FieldDef& d : field_table()) {
+      const bool in =
+          d.name.size() > prefix.size() && d.name.compare(0, prefix.size(), prefix) == 0;
+      f_.bytes_.push_back(in ? 1 : 0);
+      any = any || in;
+    }
+    if (!any) fail(fmt::format("unknown field '{}' at column {}", name.text, column(name)));
+    advance();
+    Rel rel{};
+    if (relation(&rel))
+      fail(fmt::format("{} at column {} is a protocol: it can only be tested for presence",
+                       name.text, column(name)));
+    return add(n);
+  }
+
   std::uint32_t add(const Node& n) {
     f_.nodes_.push_back(n);
     return static_cast<std::uint32_t>(f_.nodes_.size() - 1);
@@ -539,7 +562,7 @@ class FilterParser {
     }
     if (cur_.kind != Tok::Word || is_keyword(cur_.text)) expected("a field name, '(' or '!'");
     const auto id = field_by_name(cur_.text);
-    if (!id) fail(fmt::format("unknown field '{}' at column {}", cur_.text, column(cur_)));
+    if (!id) return parse_protocol();
     const Token field = cur_;
     advance();
     Node n;
@@ -925,6 +948,10 @@ bool Filter::eval(std::uint32_t node, const Packet& p, const TimeRef& ref) const
         return !eval(n.a, p, ref);
       case Kind::Present:
         return p.find(n.field) != nullptr;
+      case Kind::Protocol:
+        for (const Field& f : p.fields)
+          if (bytes_[n.a + static_cast<std::size_t>(f.id)] != 0) return true;
+        return false;
       case Kind::Compare:
       case Kind::In: {
         // all_ne / all_eq: present and every occurrence satisfies; the others: any occurrence.

@@ -202,6 +202,17 @@ TEST(IbsniffFilter, PresenceIgnoresTheValue) {
   EXPECT_TRUE(match("infiniband.bth.psn > 100 && infiniband.bth.se", p));
 }
 
+TEST(IbsniffFilter, ProtocolNamesTestForAnyOfTheirFields) {
+  const Packet& p = rc_packet();
+  EXPECT_TRUE(match("infiniband", p));
+  EXPECT_TRUE(match("frame && infiniband", p));
+  EXPECT_FALSE(match("infiniband_sdp", p));
+  EXPECT_FALSE(match("!infiniband", p));
+  EXPECT_EQ(error_of("infiniband == 1"),
+            "infiniband at column 1 is a protocol: it can only be tested for presence");
+  EXPECT_EQ(error_of("infini"), "unknown field 'infini' at column 1");
+}
+
 TEST(IbsniffFilter, PrecedenceParenthesesAndNot) {
   const Packet& p = rc_packet();
   const char* t = "infiniband.bth.opcode == 10";  // true
@@ -375,7 +386,7 @@ TEST(IbsniffFilter, CompileErrors) {
       {"infiniband.bth.opcod == 4", "unknown field 'infiniband.bth.opcod' at column 1"},
       {"ip.src == 1.2.3.4 && infiniband.bth.opcod",
        "unknown field 'infiniband.bth.opcod' at column 22"},
-      {"ip", "unknown field 'ip' at column 1"},
+      {"ipx", "unknown field 'ipx' at column 1"},
       // Structure.
       {"(infiniband.bth.opcode == 4",
        "missing ')' for the '(' at column 1: found end of expression at column 28"},
@@ -598,6 +609,8 @@ const char* const kAgreementFilters[] = {
     "infiniband.reserved !== 00",
     "infiniband.reserved != 0000",  // all_ne: false on the MAD frames, whose reserved include 0000
     "udp.srcport < 4791 and udp.dstport == 4791",
+    "infiniband && !(ip && udp)",
+    "ip and not udp",
     "(infiniband.bth.opcode == 0 || infiniband.bth.opcode == 3) && infiniband.bth.psn >= 10",
 };
 

@@ -34,9 +34,13 @@
 //    Bytes order like tshark: the shorter sequence first, then byte by byte.
 //  * frame.time_epoch / frame.time_relative: decimal seconds, at most 9 decimals.
 //
+// A protocol name (the part of field names before the first dot: frame, eth, vlan, ip, ipv6,
+// udp, erf, infiniband, infiniband_sdp, data, ibsniff) tests whether the packet has any field of
+// that protocol (`infiniband_sdp` = the packet carries an SDP header); it takes no comparison.
+//
 // Not supported (a compile error that says so): comparing two fields, slices ([…]), `matches` /
-// `~`, arithmetic and bitwise `&`, functions, and names other than the fields of fields.hpp
-// (protocol names such as `ip` included).
+// `~`, arithmetic and bitwise `&`, functions, and names that are neither a field of fields.hpp
+// nor a protocol.
 //
 // Compilation resolves field names and parses values into a small node array; matches() walks it
 // without allocating.
@@ -71,7 +75,7 @@ class Filter {
 
   // Relations as evaluated (the operators' aliases map onto these).
   enum class Rel : std::uint8_t { Eq, AnyNe, AllNe, AllEq, Gt, Ge, Lt, Le, Contains };
-  enum class Kind : std::uint8_t { And, Or, Not, Present, Compare, In };
+  enum class Kind : std::uint8_t { And, Or, Not, Present, Protocol, Compare, In };
 
   // A value parsed for its field's type.
   struct Value {
@@ -88,7 +92,8 @@ class Filter {
     Ft type = Ft::None;  // the field's
     FieldId field = FieldId::count_;
     // And / Or: the operands' node indices; Not: a = the operand's index; Compare: a = the
-    // value's index; In: the elements are values_[a, b) as (low, high) pairs.
+    // value's index; In: the elements are values_[a, b) as (low, high) pairs; Protocol:
+    // bytes_[a + FieldId] is 1 for the protocol's fields.
     std::uint32_t a = 0, b = 0;
   };
 
