@@ -1,0 +1,402 @@
+// preload-check: an ordinary socket program (it does not know libsdp) that exercises the socket
+// semantics legacy programs rely on, to be run unmodified with and without libsdp-preload.so:
+//
+//   preload-check server PORT        echo server: epoll edge-triggered, nonblocking accept4,
+//                                     EPOLLRDHUP; echoes each connection until the client ends
+//                                     its stream, then ends its own
+//   preload-check client HOST PORT   the checks below against that server; one line per check
+//                                     ("ok NAME" / "FAIL NAME: why"), exit status 1 on a failure
+//
+// Client checks: blocking connect and getpeername; writev (3 iovecs) + recv MSG_WAITALL of
+// 1 MiB; MSG_PEEK; FIONREAD; poll, select and pselect readiness; dup/dup2/dup3 and fcntl
+// (O_NONBLOCK, FD_CLOEXEC); fork (the child writes on the inherited socket); nonblocking
+// connect (EINPROGRESS, POLLOUT, SO_ERROR); one socket in two epoll sets; EPOLLONESHOT;
+// readv/recvmsg with several iovecs; sendfile; setsockopt TCP_NODELAY / SO_KEEPALIVE /
+// SO_RCVBUF / SO_SNDBUF / SO_LINGER; shutdown(SHUT_WR) → EOF and EPOLLRDHUP; a refused connect.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+void check(bool ok, const char* name, const std::string& why = "") {
+  if (ok) {
+    std::printf("ok %s\n", name);
+  } else {
+    std::printf("FAIL %s: %s\n", name, why.empty() ? std::strerror(errno) : why.c_str());
+    ++failures;
+  }
+  std::fflush(stdout);
+}
+
+sockaddr_storage resolve(const char* host, const char* port, socklen_t* len) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host, port, &hints, &res) != 0 || res == nullptr) {
+    std::fprintf(stderr, "preload-check: cannot resolve %s\n", host);
+    std::exit(2);
+  }
+  sockaddr_storage a{};
+  std::memcpy(&a, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return a;
+}
+
+// ---- server ----
+
+int serve(int port) {
+  const int l = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1, zero = 0;
+  setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_any;
+  a.sin6_port = htons(static_cast<std::uint16_t>(port));
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 64) != 0) {
+    std::perror("preload-check server: bind/listen");
+    return 2;
+  }
+  const int ep = epoll_create1(0);
+  epoll_event e{};
+  e.events = EPOLLIN | EPOLLET;
+  e.data.fd = l;
+  epoll_ctl(ep, EPOLL_CTL_ADD, l, &e);
+  std::printf("listening on %d\n", port);
+  std::fflush(stdout);
+  std::map<int, std::string> pending;  // bytes not yet echoed
+  std::map<int, bool> eof;
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    epoll_event ev[64];
+    const int n = epoll_wait(ep, ev, 64, -1);
+    for (int i = 0; i < n; ++i) {
+      const int fd = ev[i].data.fd;
+      if (fd == l) {
+        for (;;) {  // edge-triggered: accept until EAGAIN
+          sockaddr_storage from{};
+          socklen_t fl = sizeof from;
+          const int c = accept4(l, reinterpret_cast<sockaddr*>(&from), &fl, SOCK_NONBLOCK);
+          if (c < 0) break;
+          epoll_event ce{};
+          ce.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+          ce.data.fd = c;
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &ce);
+          pending[c].clear();
+          eof[c] = false;
+        }
+        continue;
+      }
+      for (;;) {  // edge-triggered: read until EAGAIN
+        const ssize_t r = recv(fd, buf.data(), buf.size(), 0);
+        if (r > 0) {
+          pending[fd].append(buf.data(), static_cast<std::size_t>(r));
+        } else if (r == 0) {
+          eof[fd] = true;
+          break;
+        } else {
+          if (errno != EAGAIN) eof[fd] = true;
+          break;
+        }
+      }
+      std::string& p = pending[fd];
+      while (!p.empty()) {
+        const ssize_t w = send(fd, p.data(), p.size(), MSG_NOSIGNAL);
+        if (w <= 0) break;
+        p.erase(0, static_cast<std::size_t>(w));
+      }
+      if (eof[fd] && p.empty()) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr);
+        close(fd);
+        pending.erase(fd);
+        eof.erase(fd);
+      }
+    }
+  }
+}
+
+// ---- client ----
+
+bool send_all(int fd, const void* p, std::size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    c += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed) & 0xff);
+  return s;
+}
+
+int connect_to(const sockaddr_storage& a, socklen_t len) {
+  const int fd = socket(a.ss_family, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `msg` on `out`, reads the echo from `in`, compares.
+bool echo(int out, int in, const std::string& msg) {
+  if (!send_all(out, msg.data(), msg.size())) return false;
+  std::string got(msg.size(), '\0');
+  const ssize_t r = recv(in, got.data(), got.size(), MSG_WAITALL);
+  return r == static_cast<ssize_t>(msg.size()) && got == msg;
+}
+
+int client(const char* host, const char* port_s) {
+  socklen_t len = 0;
+  const sockaddr_storage a = resolve(host, port_s, &len);
+
+  int fd = connect_to(a, len);
+  check(fd >= 0, "blocking connect");
+  if (fd < 0) return 1;
+  {
+    sockaddr_storage p{};
+    socklen_t pl = sizeof p;
+    const bool ok =
+        getpeername(fd, reinterpret_cast<sockaddr*>(&p), &pl) == 0 && p.ss_family == a.ss_family &&
+        (a.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in&>(p).sin_port ==
+                                          reinterpret_cast<const sockaddr_in&>(a).sin_port &&
+                                      reinterpret_cast<const sockaddr_in&>(p).sin_addr.s_addr ==
+                                          reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr
+                                : reinterpret_cast<const sockaddr_in6&>(p).sin6_port ==
+                                      reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+    check(ok, "getpeername is the server", "another address");
+  }
+  {  // writev with 3 iovecs, 1 MiB back with MSG_WAITALL
+    const std::string big = pattern(1 << 20, 7);
+    iovec iov[3] = {{const_cast<char*>(big.data()), 1000},
+                    {const_cast<char*>(big.data()) + 1000, 500000},
+                    {const_cast<char*>(big.data()) + 501000, big.size() - 501000}};
+    std::size_t sent = 0;
+    bool ok = true;
+    // writev may be partial: finish with send.
+    const ssize_t w = writev(fd, iov, 3);
+    ok = w > 0;
+    if (ok) sent = static_cast<std::size_t>(w);
+    if (ok && sent < big.size()) ok = send_all(fd, big.data() + sent, big.size() - sent);
+    std::string got(big.size(), '\0');
+    const ssize_t r = ok ? recv(fd, got.data(), got.size(), MSG_WAITALL) : -1;
+    check(ok && r == static_cast<ssize_t>(big.size()) && got == big,
+          "writev + recv MSG_WAITALL 1 MiB", "echo differs");
+  }
+  {  // MSG_PEEK, FIONREAD, poll/select/pselect readiness
+    send_all(fd, "peekaboo", 8);
+    pollfd pf{fd, POLLIN, 0};
+    check(poll(&pf, 1, 5000) == 1 && (pf.revents & POLLIN) != 0, "poll POLLIN");
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(fd, &rs);
+    timeval tv{5, 0};
+    check(select(fd + 1, &rs, nullptr, nullptr, &tv) == 1 && FD_ISSET(fd, &rs), "select");
+    FD_ZERO(&rs);
+    FD_SET(fd, &rs);
+    timespec ts{5, 0};
+    check(pselect(fd + 1, &rs, nullptr, nullptr, &ts, nullptr) == 1, "pselect");
+    char b[8];
+    usleep(100000);  // let all 8 bytes arrive
+    int avail = 0;
+    check(ioctl(fd, FIONREAD, &avail) == 0 && avail == 8, "ioctl FIONREAD",
+          "FIONREAD " + std::to_string(avail));
+    const ssize_t p = recv(fd, b, sizeof b, MSG_PEEK | MSG_WAITALL);
+    char c[8];
+    const ssize_t r = recv(fd, c, sizeof c, MSG_WAITALL);
+    check(p == 8 && r == 8 && std::memcmp(b, "peekaboo", 8) == 0 && std::memcmp(c, b, 8) == 0,
+          "MSG_PEEK then recv", "peeked bytes differ");
+  }
+  {  // readv and recvmsg with several iovecs
+    send_all(fd, "0123456789abcdef", 16);
+    char x[4], y[12];
+    iovec iv[2] = {{x, sizeof x}, {y, sizeof y}};
+    ssize_t got = 0;
+    while (got < 16) {
+      const ssize_t r = readv(fd, iv, 2);
+      if (r <= 0) break;
+      got += r;
+      // A partial readv: rare on these sizes; shift the iovecs.
+      if (got < 16) {
+        std::size_t skip = static_cast<std::size_t>(r);
+        for (auto& v : iv) {
+          const std::size_t k = std::min(skip, v.iov_len);
+          v.iov_base = static_cast<char*>(v.iov_base) + k;
+          v.iov_len -= k;
+          skip -= k;
+        }
+      }
+    }
+    check(got == 16 && std::memcmp(x, "0123", 4) == 0 && std::memcmp(y, "456789abcdef", 12) == 0,
+          "readv 2 iovecs", "bytes differ");
+    send_all(fd, "ABCDEFGH", 8);
+    char m[3], n2[5];
+    iovec mv[2] = {{m, sizeof m}, {n2, sizeof n2}};
+    msghdr mh{};
+    mh.msg_iov = mv;
+    mh.msg_iovlen = 2;
+    const ssize_t r = recvmsg(fd, &mh, MSG_WAITALL);
+    check(r == 8 && std::memcmp(m, "ABC", 3) == 0 && std::memcmp(n2, "DEFGH", 5) == 0,
+          "recvmsg MSG_WAITALL 2 iovecs", "bytes differ");
+  }
+  {  // socket options programs set
+    int one = 1, sz = 1 << 20;
+    linger lg{1, 5};
+    check(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 &&
+              setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) == 0 &&
+              setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz) == 0 &&
+              setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz) == 0 &&
+              setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0,
+          "setsockopt TCP_NODELAY SO_KEEPALIVE SO_RCVBUF SO_SNDBUF SO_LINGER");
+    int err = -1;
+    socklen_t el = sizeof err;
+    check(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0, "SO_ERROR 0");
+  }
+  {  // dup / dup2 / dup3 / fcntl
+    const int d = dup(fd);
+    check(d >= 0 && echo(d, fd, "dup"), "dup: write on the copy, read on the original");
+    const int d2 = dup2(fd, 100);
+    check(d2 == 100 && echo(fd, 100, "dup2"), "dup2");
+    const int d3 = dup3(fd, 101, O_CLOEXEC);
+    check(d3 == 101 && (fcntl(101, F_GETFD) & FD_CLOEXEC) != 0 && echo(101, d, "dup3"),
+          "dup3 O_CLOEXEC");
+    close(d);
+    close(100);
+    close(101);
+    const int fl = fcntl(fd, F_GETFL);
+    char one_byte[1];
+    const bool set = fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
+    const ssize_t r = recv(fd, one_byte, 1, 0);
+    check(set && r < 0 && errno == EAGAIN, "fcntl O_NONBLOCK: recv EAGAIN");
+    fcntl(fd, F_SETFL, fl);
+  }
+  {  // fork: the child writes on the inherited socket
+    const pid_t pid = fork();
+    if (pid == 0) _exit(send_all(fd, "from-child", 10) ? 0 : 1);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    char b[10];
+    const ssize_t r = recv(fd, b, sizeof b, MSG_WAITALL);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && r == 10 && std::memcmp(b, "from-child", 10) == 0,
+          "fork: the child writes, the parent reads the echo", "no echo");
+  }
+  {  // sendfile
+    char path[] = "/tmp/preload-check-XXXXXX";
+    const int tf = mkstemp(path);
+    const std::string data = pattern(100000, 3);
+    const bool wrote = tf >= 0 && write(tf, data.data(), data.size()) == 100000;
+    off_t off = 0;
+    std::size_t left = data.size();
+    while (wrote && left > 0) {
+      const ssize_t s = sendfile(fd, tf, &off, left);
+      if (s <= 0) break;
+      left -= static_cast<std::size_t>(s);
+    }
+    std::string got(data.size(), '\0');
+    const ssize_t r = recv(fd, got.data(), got.size(), MSG_WAITALL);
+    check(wrote && left == 0 && r == 100000 && got == data, "sendfile 100000 bytes", "differs");
+    if (tf >= 0) close(tf);
+    unlink(path);
+  }
+  {  // one socket in two epoll sets; EPOLLONESHOT; EPOLLRDHUP after shutdown(SHUT_WR)
+    const int e1 = epoll_create1(0), e2 = epoll_create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = fd;
+    epoll_ctl(e1, EPOLL_CTL_ADD, fd, &ev);
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    epoll_ctl(e2, EPOLL_CTL_ADD, fd, &ev);
+    send_all(fd, "xy", 2);
+    epoll_event out{};
+    const int n1 = epoll_wait(e1, &out, 1, 5000), n2 = epoll_wait(e2, &out, 1, 5000);
+    check(n1 == 1 && n2 == 1, "one socket in two epoll sets");
+    check(epoll_wait(e2, &out, 1, 200) == 0, "EPOLLONESHOT: no second event before rearming",
+          "second event");
+    char b[2];
+    recv(fd, b, 2, MSG_WAITALL);
+    shutdown(fd, SHUT_WR);  // the server echoes everything, then closes
+    bool rdhup = false;
+    for (int i = 0; i < 50 && !rdhup; ++i)
+      if (epoll_wait(e1, &out, 1, 100) == 1) {
+        rdhup = (out.events & EPOLLRDHUP) != 0;
+        if (!rdhup) {
+          char sink[64];
+          recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        }
+      }
+    check(rdhup, "EPOLLRDHUP after shutdown(SHUT_WR)", "no EPOLLRDHUP");
+    char z;
+    check(recv(fd, &z, 1, 0) == 0, "EOF after the server closed");
+    close(e1);
+    close(e2);
+    close(fd);
+  }
+  {  // nonblocking connect
+    fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    const int r = connect(fd, reinterpret_cast<const sockaddr*>(&a), len);
+    check(r == 0 || errno == EINPROGRESS, "nonblocking connect: EINPROGRESS");
+    pollfd pf{fd, POLLOUT, 0};
+    int err = -1;
+    socklen_t el = sizeof err;
+    check(poll(&pf, 1, 10000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 &&
+              err == 0,
+          "nonblocking connect: POLLOUT then SO_ERROR 0");
+    const int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    check(echo(fd, fd, pattern(300000, 9)), "nonblocking-connected socket echoes 300000 bytes");
+    close(fd);
+  }
+  {  // a refused connect (the port above has no listener)
+    sockaddr_storage b = a;
+    if (b.ss_family == AF_INET)
+      reinterpret_cast<sockaddr_in&>(b).sin_port =
+          htons(static_cast<std::uint16_t>(ntohs(reinterpret_cast<sockaddr_in&>(b).sin_port) + 1));
+    else
+      reinterpret_cast<sockaddr_in6&>(b).sin6_port = htons(
+          static_cast<std::uint16_t>(ntohs(reinterpret_cast<sockaddr_in6&>(b).sin6_port) + 1));
+    const int s = socket(b.ss_family, SOCK_STREAM, 0);
+    const int r = connect(s, reinterpret_cast<const sockaddr*>(&b), len);
+    check(r != 0 && errno == ECONNREFUSED, "connect to a port without listener: ECONNREFUSED");
+    close(s);
+  }
+  std::printf("%s: %d failure(s)\n", failures == 0 ? "PASS" : "FAIL", failures);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "server") == 0) return serve(std::atoi(argv[2]));
+  if (argc == 4 && std::strcmp(argv[1], "client") == 0) return client(argv[2], argv[3]);
+  std::fprintf(stderr,
+               "usage: preload-check server PORT | preload-check client HOST PORT\n"
+               "(a plain socket program: run it with and without libsdp-preload.so)\n");
+  return 2;
+}
