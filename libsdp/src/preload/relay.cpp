@@ -8,10 +8,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -63,6 +65,15 @@ std::uint16_t port_of(const sockaddr_storage& a) {
   if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
   if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
   return 0;
+}
+
+bool same_host(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET)
+    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in&>(b).sin_addr.s_addr;
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, sizeof(in6_addr)) == 0;
 }
 
 socklen_t len_of(const sockaddr_storage& a) {
@@ -125,6 +136,59 @@ struct Buffer {
   }
 };
 
+// Accepted SDP connections, announced to every process of the program: a prefork server (nginx)
+// listens in its master, where the relay runs, and accepts in forked workers. The table is a
+// MAP_SHARED mapping made before the first listener, so forked children share it; a slot is
+// keyed by the loopback port the relay connects from.
+struct Slot {
+  std::atomic<std::uint32_t> state;  // 0 free, 1 being written or read, 2 ready
+  std::uint16_t port;
+  sockaddr_storage local, peer;
+};
+constexpr std::size_t kSlots = 4096;
+
+Slot* shared_slots() {
+  static Slot* slots = [] {
+    void* m = mmap(nullptr, sizeof(Slot) * kSlots, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return m == MAP_FAILED ? nullptr : static_cast<Slot*>(m);  // zero-filled: all free
+  }();
+  return slots;
+}
+
+bool announce(std::uint16_t port, const Endpoint& ep) {
+  Slot* t = shared_slots();
+  if (t == nullptr) return false;
+  for (std::size_t i = 0; i < kSlots; ++i) {
+    Slot& sl = t[(port + i) % kSlots];
+    std::uint32_t expected = 0;
+    if (!sl.state.compare_exchange_strong(expected, 1)) continue;
+    sl.port = port;
+    sl.local = ep.local;
+    sl.peer = ep.peer;
+    sl.state.store(2, std::memory_order_release);
+    return true;
+  }
+  return false;
+}
+
+std::optional<Endpoint> take(std::uint16_t port) {
+  Slot* t = shared_slots();
+  if (t == nullptr) return std::nullopt;
+  for (std::size_t i = 0; i < kSlots; ++i) {
+    Slot& sl = t[(port + i) % kSlots];
+    if (sl.state.load(std::memory_order_acquire) != 2 || sl.port != port) continue;
+    std::uint32_t expected = 2;
+    if (!sl.state.compare_exchange_strong(expected, 1)) continue;
+    Endpoint ep;
+    ep.local = sl.local;
+    ep.peer = sl.peer;
+    sl.state.store(0, std::memory_order_release);
+    return ep;
+  }
+  return std::nullopt;
+}
+
 enum class Remote : std::uint8_t { None, Sdp, Tcp };
 enum class Phase : std::uint8_t { AwaitLoop, SdpConnecting, TcpConnecting, LoopConnecting, Open };
 
@@ -152,7 +216,8 @@ struct Listener {
 struct Registered {
   Endpoint ep;
   std::uint64_t conn = 0;
-  std::uint16_t port = 0;
+  std::uint16_t port = 0;  // loopback port that identifies the program socket
+  bool by_peer = false;    // port is the socket's peer port (accepted) rather than its own
 };
 
 class Relay {
@@ -167,7 +232,7 @@ class Relay {
   std::map<int, std::uint64_t> by_fd;                    // relay-side fd -> conn id
   std::map<int, Listener> listeners;                     // SDP listener fd -> listener
   std::map<std::uint16_t, std::uint64_t> awaiting;       // program port -> conn awaiting loop
-  std::map<std::uint16_t, Registered> delivered;         // accepted: program-side peer port
+  std::map<std::uint64_t, bool> listener_modes;          // listening socket inode -> sdp only
   std::map<std::uint64_t, Registered> endpoints;         // program socket inode -> endpoint
 
   // Starts the thread and the loopback listener of `family` (mu held).
@@ -241,8 +306,7 @@ class Relay {
     if (c.remote >= 0) by_fd.erase(c.remote);
     for (auto it = endpoints.begin(); it != endpoints.end();)
       it = it->second.conn == c.id ? endpoints.erase(it) : std::next(it);
-    for (auto it = delivered.begin(); it != delivered.end();)
-      it = it->second.conn == c.id ? delivered.erase(it) : std::next(it);
+    if (c.inode == 0 && c.port != 0) take(c.port);  // delivered but never accepted
     conns.erase(c.id);
   }
 
@@ -511,7 +575,7 @@ class Relay {
       socklen_t ll = sizeof r.ep.local, pl = sizeof r.ep.peer;
       sdp_getsockname(s, reinterpret_cast<sockaddr*>(&r.ep.local), &ll);
       sdp_getpeername(s, reinterpret_cast<sockaddr*>(&r.ep.peer), &pl);
-      delivered[c.port] = r;
+      announce(c.port, r.ep);
       c.phase = Phase::LoopConnecting;
       attach(c, l, Remote::None);
       if (libc().connect(l, reinterpret_cast<const sockaddr*>(&t), len_of(t)) != 0 &&
@@ -689,6 +753,8 @@ void add_listener(int fd, int sdp_fd, bool sdp_only) {
   ls.target = delivery_target(*bound);
   ls.inode = inode_of(fd);
   r.listeners[sdp_fd] = ls;
+  r.listener_modes[ls.inode] = sdp_only;
+  shared_slots();
   r.watch(sdp_fd, EPOLLIN | EPOLLET);
   r.accept_sdp(r.listeners[sdp_fd]);
 }
@@ -697,9 +763,9 @@ std::optional<bool> listener_sdp_only(int fd) {
   if (g_relay == nullptr) return std::nullopt;
   const std::uint64_t ino = inode_of(fd);
   std::lock_guard<std::mutex> lock(g_relay->mu);
-  for (const auto& [s, ls] : g_relay->listeners)
-    if (ls.inode == ino) return ls.sdp_only;
-  return std::nullopt;
+  const auto it = g_relay->listener_modes.find(ino);
+  if (it == g_relay->listener_modes.end()) return std::nullopt;
+  return it->second;
 }
 
 std::optional<Endpoint> claim_accepted(int /*listener_fd*/, int fd) {
@@ -707,11 +773,17 @@ std::optional<Endpoint> claim_accepted(int /*listener_fd*/, int fd) {
   sockaddr_storage p{};
   socklen_t pl = sizeof p;
   if (libc().getpeername(fd, reinterpret_cast<sockaddr*>(&p), &pl) != 0) return std::nullopt;
+  // The relay connects from the very address it connects to (loopback, or the listener's own
+  // address): a client from elsewhere is never taken for it.
+  const auto self = local_of(fd);
+  if (!self || !same_host(*self, p)) return std::nullopt;
+  const auto ep = take(port_of(p));
+  if (!ep) return std::nullopt;
   std::lock_guard<std::mutex> lock(g_relay->mu);
-  const auto it = g_relay->delivered.find(port_of(p));
-  if (it == g_relay->delivered.end()) return std::nullopt;
-  Registered r = it->second;
-  g_relay->delivered.erase(it);
+  Registered r;
+  r.ep = *ep;
+  r.port = port_of(p);
+  r.by_peer = true;
   g_relay->endpoints[inode_of(fd)] = r;
   return r.ep;
 }
@@ -719,9 +791,20 @@ std::optional<Endpoint> claim_accepted(int /*listener_fd*/, int fd) {
 std::optional<Endpoint> lookup(int fd, bool wait) {
   if (g_relay == nullptr) return std::nullopt;
   const std::uint64_t ino = inode_of(fd);
+  sockaddr_storage self{}, peer{};
+  socklen_t sl = sizeof self, pl = sizeof peer;
+  const bool have_self = libc().getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0;
+  const bool have_peer = libc().getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0;
   std::unique_lock<std::mutex> lock(g_relay->mu);
   auto it = g_relay->endpoints.find(ino);
   if (it == g_relay->endpoints.end()) return std::nullopt;
+  // A recycled inode (the socket was closed, another one got its number): forget the entry.
+  const bool same = it->second.by_peer ? have_peer && port_of(peer) == it->second.port
+                                       : have_self && port_of(self) == it->second.port;
+  if (!same) {
+    g_relay->endpoints.erase(it);
+    return std::nullopt;
+  }
   if (wait && it->second.ep.pending) {
     const std::uint64_t conn = it->second.conn;
     g_relay->cv.wait_for(lock, kConnectWait, [&] {
@@ -748,8 +831,10 @@ void reset_after_fork() {
   new (&old->mu) std::mutex();
   // The old object leaks on purpose (its mutex may have been held at fork time).
   g_relay = new Relay();
-  // Endpoints of inherited program sockets stay valid for getpeername in the child.
+  // Endpoints of inherited program sockets stay valid for getpeername in the child, and
+  // inherited listeners keep their mode (the parent's relay delivers to them).
   g_relay->endpoints = old->endpoints;
+  g_relay->listener_modes = old->listener_modes;
 }
 
 }  // namespace sdp::preload
