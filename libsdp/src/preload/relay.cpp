@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -28,6 +29,9 @@
 #include <vector>
 
 namespace sdp::preload {
+
+thread_local int t_internal = 0;
+
 namespace {
 
 constexpr std::size_t kBufSize = 256 * 1024;
@@ -204,6 +208,7 @@ struct Conn {
   std::uint16_t port = 0;   // the program-side local port of the loopback connection
   Buffer up, down;          // program -> peer, peer -> program
   bool loop_eof = false, remote_eof = false, loop_shut = false, remote_shut = false;
+  bool sdp_watched = true;  // EPOLLIN on the libsdp socket (level-triggered)
 };
 
 struct Listener {
@@ -275,6 +280,10 @@ class Relay {
 
   void attach(Conn& c, int fd, Remote kind) {
     if (kind == Remote::None) {
+      // No Nagle on the loopback hop: it would only add delayed-ACK stalls (40 ms) to every
+      // small request/response exchange.
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       c.loop = fd;
     } else {
       c.kind = kind;
@@ -325,8 +334,10 @@ class Relay {
           linger l{1, 0};
           sdp_setsockopt(s, SOL_SOCKET, SO_LINGER, &l, sizeof l);
         }
-        // sdp_close waits for the DisConn / DREQ exchange: not on the relay thread.
-        std::thread([s] { sdp_close(s); }).detach();
+        // Both streams have ended (or the connection is being reset): the DREQ/DREP exchange
+        // left is short. Closed here, on the relay thread: libsdp sockets are used by one
+        // thread of the relay only.
+        sdp_close(s);
       } else if (reset) {
         reset_close(c.remote);
       } else {
@@ -372,11 +383,12 @@ class Relay {
       sdp_close(s);
       return start_tcp_fallback(c, e);
     }
+    logf(1, "relay: SDP connect in progress (libsdp socket %d)", s);
     c.phase = Phase::SdpConnecting;
     c.kind = Remote::Sdp;
     c.remote = s;
     by_fd[s] = c.id;
-    watch(s, EPOLLIN | EPOLLET);
+    watch(s, EPOLLIN);
     step_connect(c);  // it may already be done
   }
 
@@ -386,6 +398,7 @@ class Relay {
     socklen_t l = sizeof err;
     if (c.phase == Phase::SdpConnecting) {
       const int ev = sdp_poll_events(c.remote);
+      logf(1, "relay: SDP connect: events 0x%x", static_cast<unsigned>(ev));
       if ((ev & (POLLOUT | POLLERR | POLLHUP)) == 0) return false;
       sdp_getsockopt(c.remote, SOL_SOCKET, SO_ERROR, &err, &l);
       if (err != 0) {
@@ -505,7 +518,21 @@ class Relay {
         c.loop_shut = true;
       }
     }
-    if (c.loop_eof && c.remote_eof && c.up.size() == 0 && c.down.size() == 0) finish(c, false);
+    if (c.loop_eof && c.remote_eof && c.up.size() == 0 && c.down.size() == 0)
+      return finish(c, false);
+    // The libsdp descriptor is watched level-triggered (it stays readable while the socket has
+    // something to say); while the program's side is full there is nothing to do with it, so
+    // it is not watched until the program reads (an EPOLLOUT edge on the loopback socket).
+    if (c.kind == Remote::Sdp) {
+      const bool want = c.down.room() > 0 || c.up.size() > 0;
+      if (want != c.sdp_watched) {
+        epoll_event e{};
+        e.events = want ? std::uint32_t{EPOLLIN} : 0U;
+        e.data.fd = c.remote;
+        epoll_ctl(ep, EPOLL_CTL_MOD, c.remote, &e);
+        c.sdp_watched = want;
+      }
+    }
   }
 
   void accept_loop(int l) {
@@ -522,6 +549,7 @@ class Relay {
       }
       Conn& c = *conns[it->second];
       awaiting.erase(it);
+      logf(1, "relay: program socket from port %u reached the relay", port_of(from));
       attach(c, fd, Remote::None);
       if (c.kind == Remote::Sdp && c.remote >= 0) {
         c.phase = Phase::Open;  // connected by the program's thread (blocking connect)
@@ -567,7 +595,7 @@ class Relay {
       c.kind = Remote::Sdp;
       c.remote = s;
       by_fd[s] = c.id;
-      watch(s, EPOLLIN | EPOLLET);
+      watch(s, EPOLLIN);
       c.port = port_of(*bound);
       Registered r;
       r.conn = c.id;
@@ -594,6 +622,7 @@ class Relay {
   }
 
   void run() {
+    t_internal = 1;  // the relay's own calls (and libsdp's) never reach the interposers
     std::vector<epoll_event> events(256);
     for (;;) {
       const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), -1);
@@ -714,7 +743,7 @@ int adopt_connected(int fd, int sdp_fd, const sockaddr* peer, socklen_t peer_len
     c->remote = sdp_fd;
     sdp_set_nonblock(sdp_fd, 1);
     r.by_fd[sdp_fd] = c->id;
-    r.watch(sdp_fd, EPOLLIN | EPOLLET);
+    r.watch(sdp_fd, EPOLLIN);
     Registered& reg = r.endpoints[c->inode];
     socklen_t l = sizeof reg.ep.local;
     sdp_getsockname(sdp_fd, reinterpret_cast<sockaddr*>(&reg.ep.local), &l);
@@ -755,7 +784,7 @@ void add_listener(int fd, int sdp_fd, bool sdp_only) {
   r.listeners[sdp_fd] = ls;
   r.listener_modes[ls.inode] = sdp_only;
   shared_slots();
-  r.watch(sdp_fd, EPOLLIN | EPOLLET);
+  r.watch(sdp_fd, EPOLLIN);
   r.accept_sdp(r.listeners[sdp_fd]);
 }
 

@@ -23,6 +23,11 @@
 
 namespace sdp::preload {
 
+// Greater than 0 while a thread runs inside the shim or is one of its own threads: the
+// interposers then go straight to libc (libsdp and librdmacm make socket calls of their own, and
+// the relay's lock must never be taken twice).
+extern thread_local int t_internal;
+
 // What the program's socket stands for.
 struct Endpoint {
   sockaddr_storage local{};  // SDP (or fallback TCP) local address

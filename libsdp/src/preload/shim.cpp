@@ -43,11 +43,9 @@
 namespace sdp::preload {
 namespace {
 
-thread_local int t_depth = 0;  // > 0 while the shim itself runs socket calls
-
 struct Guard {
-  Guard() { ++t_depth; }
-  ~Guard() { --t_depth; }
+  Guard() { ++t_internal; }
+  ~Guard() { --t_internal; }
 };
 
 struct Shim {
@@ -94,6 +92,11 @@ struct Shim {
 Shim& shim() {
   static Shim* s = new Shim();  // never destroyed: used until the process exits
   return *s;
+}
+
+// The rules are read when the library loads, so a bad rules file is reported at once.
+__attribute__((constructor)) void load_at_start() {
+  shim();
 }
 
 // An AF_INET/AF_INET6 TCP stream socket?
@@ -187,6 +190,10 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len) {
     s.log->log(level::kNegative, "%s: connect %s: no rule matches: both", s.program, where.c_str());
   if (use == Use::Tcp) return libc().connect(fd, addr, len);
 
+  // The program's socket talks to the relay over loopback: no Nagle there (it would add
+  // delayed-ACK stalls to request/response traffic; SDP sends at once anyway).
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const bool nonblocking = (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0;
   if (nonblocking) {
     if (start_connect(fd, addr, len, use == Use::Both) != 0) {
@@ -292,7 +299,7 @@ using namespace sdp::preload;
 extern "C" {
 
 int connect(int fd, const sockaddr* addr, socklen_t len) {
-  if (t_depth > 0 || addr == nullptr || len < sizeof(sockaddr_in) ||
+  if (t_internal > 0 || addr == nullptr || len < sizeof(sockaddr_in) ||
       (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || !tcp_socket(fd))
     return libc().connect(fd, addr, len);
   Guard g;
@@ -300,13 +307,13 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
 }
 
 int listen(int fd, int backlog) {
-  if (t_depth > 0 || !tcp_socket(fd)) return libc().listen(fd, backlog);
+  if (t_internal > 0 || !tcp_socket(fd)) return libc().listen(fd, backlog);
   Guard g;
   return do_listen(fd, backlog);
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  if (t_depth > 0) return libc().accept4(fd, addr, len, flags);
+  if (t_internal > 0) return libc().accept4(fd, addr, len, flags);
   Guard g;
   return do_accept(fd, addr, len, flags);
 }
@@ -316,7 +323,7 @@ int accept(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getpeername(int fd, sockaddr* addr, socklen_t* len) {
-  if (t_depth == 0) {
+  if (t_internal == 0) {
     Guard g;
     if (const auto ep = lookup(fd, true)) {
       if (ep->error != 0) {
@@ -331,7 +338,7 @@ int getpeername(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getsockname(int fd, sockaddr* addr, socklen_t* len) {
-  if (t_depth == 0) {
+  if (t_internal == 0) {
     Guard g;
     if (const auto ep = lookup(fd, true); ep && ep->error == 0 && ep->local.ss_family != 0) {
       copy_out(family_of(fd), ep->local, addr, len);
@@ -342,8 +349,8 @@ int getsockname(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
-  if (t_depth == 0 && level == SOL_SOCKET && name == SO_ERROR && val != nullptr && len != nullptr &&
-      *len >= sizeof(int)) {
+  if (t_internal == 0 && level == SOL_SOCKET && name == SO_ERROR && val != nullptr &&
+      len != nullptr && *len >= sizeof(int)) {
     Guard g;
     if (const auto ep = lookup(fd, true); ep && ep->error != 0) {
       std::memcpy(val, &ep->error, sizeof(int));
