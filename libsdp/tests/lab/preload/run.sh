@@ -25,8 +25,8 @@ expect_file() {  # FILE PATTERN WHAT
 sdp_carried() {  # PORT MIN WHAT
   awk -v port="$1" -v min="$2" '
     /^#[0-9]+ / { on = index($0, "(port " port ")") > 0 }
-    on && /requester -> responder:/ { up = $3 }
-    on && /responder -> requester:/ { if (up + 0 >= min && $3 + 0 >= min) n++ }
+    on && /requester -> responder:/ { up = $4 }
+    on && /responder -> requester:/ { if (up + 0 >= min && $4 + 0 >= min) n++ }
     END { exit n > 0 ? 0 : 1 }' "$out/sdp-conv.txt" && ok "$3" || bad "$3 (see $out/sdp-conv.txt)"
 }
 
