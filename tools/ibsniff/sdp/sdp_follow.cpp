@@ -123,12 +123,12 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
     case CmKind::Req: {
       if (auto it = by_tid_.find(ev.transaction_id); it != by_tid_.end())
         return &conns_[it->second];  // a retransmitted REQ
-      Connection c;
+      Setup setup = Setup::Native;
+      wire::Hello hello{};
       if (wire::is_sdp_service_id(ev.service_id)) {
-        c.setup = Setup::Native;
         auto h = wire::decode_hello(ev.private_data);
         if (h)
-          c.hello = *h;
+          hello = *h;
         else
           say("SDP service ID, but the REQ's private data is not a valid Hello: " +
               std::string(h.error().reason()));
@@ -136,24 +136,26 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
                  ev.private_data.size() > kIpCmHeaderSize) {
         auto h = wire::decode_hello(ev.private_data.subspan(kIpCmHeaderSize));
         if (!h) return nullptr;  // another ULP over the IP CM service
-        c.setup = Setup::IpCm;
-        c.hello = *h;
+        setup = Setup::IpCm;
+        hello = *h;
       } else {
         return nullptr;
       }
-      c.id = static_cast<std::uint32_t>(conns_.size() + 1);
+      Connection& c = conns_.emplace_back();  // in place: a Connection is 4 KiB
+      c.id = static_cast<std::uint32_t>(conns_.size());
+      c.setup = setup;
+      c.hello = hello;
       c.service_id = ev.service_id;
       c.addr[0] = ev.src;
       c.addr[1] = ev.dst;
       c.qpn[0] = ev.local_qpn;
       c.comm_id[0] = ev.local_comm_id;
       c.transaction_id = ev.transaction_id;
-      conns_.push_back(c);
       const std::size_t idx = conns_.size() - 1;
       by_tid_[ev.transaction_id] = idx;
       // Packets to the requester come from the responder (direction 1).
-      by_qp_[EndpointKey{ev.src, ev.local_qpn}] = Endpoint{idx, 1, {}};
-      return &conns_[idx];
+      bind(ev.src, ev.local_qpn, idx, 1);
+      return &c;
     }
     case CmKind::Rep: {
       auto it = by_tid_.find(ev.transaction_id);
@@ -169,7 +171,7 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
       } else {
         say("the REP's private data is not a valid HelloAck: " + std::string(h.error().reason()));
       }
-      by_qp_[EndpointKey{c.addr[1], ev.local_qpn}] = Endpoint{it->second, 0, {}};
+      bind(c.addr[1], ev.local_qpn, it->second, 0);
       return &c;
     }
     case CmKind::Rtu: {
@@ -185,6 +187,7 @@ const Connection* Follower::on_cm(const CmEvent& ev, std::string* note) {
         auto e = by_qp_.find(EndpointKey{c.addr[side], c.qpn[side]});
         if (e != by_qp_.end() && e->second.conn == it->second) by_qp_.erase(e);
       }
+      last_ = nullptr;
       return &c;
     }
     case CmKind::Dreq:
@@ -232,23 +235,46 @@ SdpResult Follower::complete(Endpoint& ep, std::span<const std::uint8_t> bytes) 
   return r;
 }
 
+void Follower::bind(const Address& addr, std::uint32_t qpn, std::size_t conn, int direction) {
+  Endpoint& ep = by_qp_[EndpointKey{addr, qpn}];
+  std::vector<std::uint8_t> buf = std::move(ep.rx.buf);
+  buf.clear();
+  ep = Endpoint{conn, direction, {}};
+  ep.rx.buf = std::move(buf);
+  last_ = nullptr;
+}
+
+Follower::Endpoint* Follower::endpoint(const Address& dst, std::uint32_t qpn) {
+  const EndpointKey key{dst, qpn};
+  if (last_ != nullptr && last_key_ == key) return last_;  // most packets follow one on the same QP
+  auto it = by_qp_.find(key);
+  if (it == by_qp_.end()) it = by_qp_.find(EndpointKey{Address{}, qpn});  // forced
+  if (it == by_qp_.end()) return nullptr;
+  last_key_ = key;
+  last_ = &it->second;
+  return last_;
+}
+
+Follower::Endpoint* Follower::add_forced(const RcPacket& p) {
+  Connection& c = conns_.emplace_back();
+  c.id = static_cast<std::uint32_t>(conns_.size());
+  c.setup = Setup::Forced;
+  c.addr[0] = p.src;
+  c.addr[1] = p.dst;
+  c.qpn[1] = p.dest_qp;
+  c.established = true;
+  last_ = nullptr;
+  return &by_qp_.emplace(EndpointKey{Address{}, p.dest_qp}, Endpoint{conns_.size() - 1, 0, {}})
+              .first->second;
+}
+
 SdpResult Follower::on_rc(const RcPacket& p) {
-  auto it = by_qp_.find(EndpointKey{p.dst, p.dest_qp});
-  if (it == by_qp_.end()) it = by_qp_.find(EndpointKey{Address{}, p.dest_qp});  // forced
-  if (it == by_qp_.end()) {
+  Endpoint* found = endpoint(p.dst, p.dest_qp);
+  if (found == nullptr) {
     if (std::find(forced_.begin(), forced_.end(), p.dest_qp) == forced_.end()) return {};
-    Connection c;
-    c.id = static_cast<std::uint32_t>(conns_.size() + 1);
-    c.setup = Setup::Forced;
-    c.addr[0] = p.src;
-    c.addr[1] = p.dst;
-    c.qpn[1] = p.dest_qp;
-    c.established = true;
-    conns_.push_back(c);
-    it =
-        by_qp_.emplace(EndpointKey{Address{}, p.dest_qp}, Endpoint{conns_.size() - 1, 0, {}}).first;
+    found = add_forced(p);
   }
-  Endpoint& ep = it->second;
+  Endpoint& ep = *found;
   Reassembly& rx = ep.rx;
   const SendPart part = send_part(p.opcode);
   SdpResult r;

@@ -18,6 +18,8 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
+#include <deque>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -107,8 +109,8 @@ struct SdpResult {
   // Fragment: the part of the message reassembled so far, this packet's payload included.
   std::span<const std::uint8_t> bytes;
   wire::Message message{};
-  wire::Error error{};
-  std::string note;  // a gap, a duplicate, an unexpected opcode (empty when none)
+  wire::Error error;  // its text is written only on an error (not cleared per packet)
+  std::string note;   // a gap, a duplicate, an unexpected opcode (empty when none)
 };
 
 class Follower {
@@ -121,7 +123,8 @@ class Follower {
   // Treat traffic to this QP as SDP (the CM exchange is not in the capture).
   void force_qp(std::uint32_t qpn);
 
-  const std::vector<Connection>& connections() const noexcept { return conns_; }
+  // In order of appearance; a deque, so that a Connection (4 KiB) stays where it is.
+  const std::deque<Connection>& connections() const noexcept { return conns_; }
 
  private:
   struct Reassembly {
@@ -146,16 +149,30 @@ class Follower {
   };
   struct KeyHash {
     std::size_t operator()(const EndpointKey& k) const noexcept {
-      std::size_t h = k.qpn * 0x9E3779B97F4A7C15ULL;
-      for (std::uint8_t b : k.addr.bytes) h = (h ^ b) * 0x100000001B3ULL;
-      return h;
+      std::uint64_t lo = 0, hi = 0;  // the address as two words: two multiplies, not sixteen
+      std::memcpy(&lo, k.addr.bytes.data(), sizeof lo);
+      std::memcpy(&hi, k.addr.bytes.data() + sizeof lo, sizeof hi);
+      const std::uint64_t h = (lo * 0x9E3779B97F4A7C15ULL) ^ (hi * 0xC2B2AE3D27D4EB4FULL) ^
+                              (std::uint64_t{k.qpn} * 0x165667B19E3779F9ULL);
+      return static_cast<std::size_t>(h ^ (h >> 32));
     }
   };
 
-  std::vector<Connection> conns_;
+  std::deque<Connection> conns_;
   std::unordered_map<EndpointKey, Endpoint, KeyHash> by_qp_;
   std::unordered_map<std::uint64_t, std::size_t> by_tid_;  // REQ transaction ID -> connection
   std::vector<std::uint32_t> forced_;
+  // The endpoint the last RC packet went to (nullptr: none), reset whenever by_qp_ changes.
+  EndpointKey last_key_;
+  Endpoint* last_ = nullptr;
+
+  // The endpoint for (addr, qpn) reset to a new connection's (its reassembly buffer, if it had
+  // one, is kept for reuse: the QPN has been reused).
+  void bind(const Address& addr, std::uint32_t qpn, std::size_t conn, int direction);
+  // The endpoint packets to (dst, qpn) belong to (or to a forced qpn), nullptr when none.
+  Endpoint* endpoint(const Address& dst, std::uint32_t qpn);
+  // A connection for traffic to a forced QP (out of line: a Connection is 4 KiB).
+  [[gnu::noinline]] Endpoint* add_forced(const RcPacket& p);
 
   void update_stats(Connection& c, int dir, const wire::Message& m);
   SdpResult complete(Endpoint& ep, std::span<const std::uint8_t> bytes);

@@ -154,16 +154,27 @@ class Decoder {
       default:
         note(Severity::Error, "unsupported link type {}", static_cast<unsigned>(p_.linktype));
     }
+    flush();
   }
 
  private:
   Packet& p_;
   const std::uint8_t* d_;
   std::size_t size_;
+  // Fields are collected here and appended to p_.fields in one go (when full, and at the end of
+  // run()): a store per field instead of a push_back (a call that reloads the vector's end).
+  // buf_ needs no initialisation; cur_ is a pointer so that the stores cannot alias it.
+  std::array<Field, 64> buf_;
+  Field* cur_ = buf_.data();
 
   void add(FieldId id, std::size_t off, std::size_t len, std::uint64_t v) {
-    p_.fields.push_back(
-        Field{id, static_cast<std::uint32_t>(off), static_cast<std::uint32_t>(len), v});
+    if (cur_ == buf_.data() + buf_.size()) [[unlikely]]
+      flush();
+    *cur_++ = Field{id, static_cast<std::uint32_t>(off), static_cast<std::uint32_t>(len), v};
+  }
+  void flush() {
+    p_.fields.insert(p_.fields.end(), buf_.data(), cur_);
+    cur_ = buf_.data();
   }
   void note(Severity s, const char* text, std::uint64_t a = 0, std::uint64_t b = 0) {
     p_.notes.push_back(Note{s, text, a, b});
@@ -320,8 +331,8 @@ void Decoder::erf() {
   // tshark's frame.len / frame.cap_len for ERF: the record's wire length and what follows the
   // ERF header.
   p_.wire_len = get16(d_ + 14);
-  p_.fields[3].value = p_.wire_len;
-  p_.fields[4].value = size_ - 16;
+  buf_[3].value = p_.wire_len;  // frame.len, frame.cap_len: the first fields, not flushed yet
+  buf_[4].value = size_ - 16;
   if ((d_[8] & 0x80U) != 0) {
     for (;;) {  // extension headers: 8 bytes each, bit 7 of the first byte = another follows
       if (!need(off, 8, "ERF extension header")) return;
@@ -460,7 +471,8 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   std::size_t cur = off + 12;
   const OpInfo op = op_table().ops[opcode];
   bool ok = true;
-  auto ext = [&](std::uint16_t bit, std::size_t len, const char* name) {
+  auto ext = [&](std::uint16_t bit, std::size_t len, const char* name)
+      __attribute__((always_inline)) {
     if (!ok || (op.hdrs & bit) == 0) return false;
     if (!need(cur, len, name, icrc_off)) {
       ok = false;

@@ -1,8 +1,8 @@
 // ibsniff: InfiniBand / RoCE / SDP dissector CLI (tshark-compatible field names and renderings).
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <optional>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -233,6 +233,8 @@ int main(int argc, char** argv) {
   }
   if (print && format == "json") out += "[\n";
 
+  std::optional<ibsniff::FieldsLine> fields_line;  // -T fields: one call renders a line
+  if (format == "fields") fields_line.emplace(fo.ids, fo.sep, fo.occurrence);
   ibsniff::Packet p;
   ibsniff::Session session;  // CM fields and SDP, which need the capture's history
   for (std::uint32_t q : sdp_qps) session.force_sdp_qp(q);
@@ -248,11 +250,7 @@ int main(int argc, char** argv) {
     if (conv_ib) conv.observe(p);
     if (!print) continue;
     if (format == "fields") {
-      for (std::size_t i = 0; i < fo.ids.size(); ++i) {
-        if (i > 0) out += fo.sep;
-        ibsniff::render_occurrences(p, fo.ids[i], ref, fo.occurrence, out);
-      }
-      out += '\n';
+      fields_line->append(p, ref, out);
     } else if (format == "json") {
       if (n > 1) out += ",\n";
       out += ibsniff::packet_json(p, ref);

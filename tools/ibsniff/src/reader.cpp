@@ -1,9 +1,12 @@
 #include "ibsniff/reader.hpp"
 
 #include <pcap/pcap.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "ibsniff/decoder.hpp"
@@ -13,6 +16,81 @@ namespace ibsniff {
 struct Reader::Bpf {
   bpf_program prog{};
   ~Bpf() { pcap_freecode(&prog); }
+};
+
+// A classic pcap file (version 2.4, the host's byte order) mapped read-only: next() parses its
+// records in place rather than have libpcap copy each through stdio into its buffer. libpcap has
+// opened the file and checked its header; `pos` is where its stream stands (the next record).
+// A record that libpcap would have to judge (longer than the snapshot length, cut short by the
+// end of the file, a timestamp out of the plain range) and the end of the mapping (the file may
+// have grown since) go back to libpcap: its stream is moved to that record and it reads from
+// there on, with its own checks and error messages.
+struct Reader::Mapped {
+  void* addr = nullptr;
+  std::size_t size = 0;
+  std::size_t pos = 0;
+  std::uint32_t snaplen = 0;
+  bool nsec = false;           // the file's timestamps are in nanoseconds (else microseconds)
+  std::size_t populated = 0;   // page tables are filled up to here (MADV_POPULATE_READ)
+  std::size_t prefetched = 0;  // cache lines are requested up to here
+
+  // Work ahead of `pos`: the page tables of the next window in one call (rather than a page
+  // fault every few pages), and the cache lines of the next few KiB (the records are read once,
+  // in order, so they come from memory, not from the caches).
+  void ahead() {
+    constexpr std::size_t kWindow = std::size_t{8} << 20, kLines = 4096;
+#ifdef MADV_POPULATE_READ
+    if (pos + kWindow / 2 > populated && populated < size) {
+      const std::size_t from = populated & ~std::size_t{4095};
+      const std::size_t len = std::min(kWindow, size - from);
+      madvise(static_cast<std::uint8_t*>(addr) + from, len, MADV_POPULATE_READ);
+      populated = from + len;  // on failure (an older kernel) pages fault in as they are read
+    }
+#endif
+    const std::size_t to = std::min(size, pos + kLines);
+    for (prefetched = std::max(prefetched, pos & ~std::size_t{63}); prefetched < to;
+         prefetched += 64)
+      __builtin_prefetch(bytes() + prefetched);
+  }
+
+  Mapped() = default;
+  Mapped(const Mapped&) = delete;
+  Mapped& operator=(const Mapped&) = delete;
+  ~Mapped() {
+    if (addr != nullptr) munmap(addr, size);
+  }
+  const std::uint8_t* bytes() const {
+    return static_cast<const std::uint8_t*>(addr);
+  }
+
+  // The mapping of the file behind an offline handle, or nullptr (not a regular file, not a
+  // classic native-order pcap file, or not mappable): libpcap then reads all of it.
+  static std::unique_ptr<Mapped> of(pcap_t* pc) {
+    constexpr std::uint32_t kMagicUsec = 0xa1b2c3d4, kMagicNsec = 0xa1b23c4d;
+    constexpr std::size_t kFileHeader = 24;
+    FILE* f = pcap_file(pc);
+    if (f == nullptr || std::ftell(f) != static_cast<long>(kFileHeader)) return nullptr;
+    struct stat st {};
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size < static_cast<off_t>(kFileHeader))
+      return nullptr;
+    auto m = std::make_unique<Mapped>();
+    m->size = static_cast<std::size_t>(st.st_size);
+    void* a = mmap(nullptr, m->size, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+    if (a == MAP_FAILED) return nullptr;
+    m->addr = a;
+    madvise(a, m->size, MADV_SEQUENTIAL);
+    std::uint32_t magic = 0;
+    std::uint16_t major = 0, minor = 0;
+    std::memcpy(&magic, m->bytes(), 4);
+    std::memcpy(&major, m->bytes() + 4, 2);
+    std::memcpy(&minor, m->bytes() + 6, 2);
+    if ((magic != kMagicUsec && magic != kMagicNsec) || major != 2 || minor != 4) return nullptr;
+    m->nsec = magic == kMagicNsec;
+    m->snaplen = static_cast<std::uint32_t>(pcap_snapshot(pc));
+    m->pos = kFileHeader;
+    return m;
+  }
 };
 
 namespace {
@@ -55,6 +133,7 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, const std::string&
     return nullptr;
   }
   if (!r->compile(bpf, error)) return nullptr;
+  r->mapped_ = Mapped::of(pc);
   return r;
 }
 
@@ -116,6 +195,7 @@ std::vector<std::string> Reader::interfaces(std::string* error) {
 }
 
 Reader::~Reader() {
+  mapped_.reset();
   bpf_.reset();
   if (pcap_ != nullptr) pcap_close(pcap_);
 }
@@ -131,16 +211,51 @@ long long Reader::dropped() const {
   return static_cast<long long>(st.ps_drop) + static_cast<long long>(st.ps_ifdrop);
 }
 
+bool Reader::next_mapped(void* hdr_out, const std::uint8_t** data) {
+  Mapped& m = *mapped_;
+  if (m.size - m.pos >= 16) {
+    std::array<std::uint32_t, 4> h{};  // seconds, fraction, captured length, wire length
+    std::memcpy(h.data(), m.bytes() + m.pos, 16);
+    const std::uint32_t frac_max = m.nsec ? 1000000000U : 1000000U;
+    if (h[2] <= m.snaplen && h[2] <= m.size - m.pos - 16 && h[0] < 0x80000000U && h[1] < frac_max) {
+      auto* hdr = static_cast<pcap_pkthdr*>(hdr_out);
+      hdr->ts.tv_sec = static_cast<time_t>(h[0]);
+      // Nanoseconds, as libpcap gives them on a handle opened with nanosecond precision.
+      hdr->ts.tv_usec = static_cast<suseconds_t>(m.nsec ? h[1] : h[1] * 1000U);
+      hdr->caplen = h[2];
+      hdr->len = h[3];
+      *data = m.bytes() + m.pos + 16;
+      m.pos += 16 + std::size_t{h[2]};
+      m.ahead();
+      return true;
+    }
+  }
+  return false;
+}
+
 bool Reader::next(Packet& p, std::string* error) {
   for (;;) {
     if (stopped_) return false;
+    pcap_pkthdr mapped_hdr{};
     pcap_pkthdr* hdr = nullptr;
     const u_char* data = nullptr;
-    const int rc = pcap_next_ex(pcap_, &hdr, &data);
-    if (rc == 0) continue;  // live read timeout: look at stopped_ again
-    if (rc != 1) {
-      if (rc == PCAP_ERROR && error != nullptr) *error = pcap_geterr(pcap_);
-      return false;
+    if (mapped_ && next_mapped(&mapped_hdr, &data)) {
+      hdr = &mapped_hdr;
+    } else {
+      if (mapped_) {  // libpcap reads on from this record
+        const long pos = static_cast<long>(mapped_->pos);
+        mapped_.reset();
+        if (std::fseek(pcap_file(pcap_), pos, SEEK_SET) != 0) {
+          if (error != nullptr) *error = std::string("seek: ") + std::strerror(errno);
+          return false;
+        }
+      }
+      const int rc = pcap_next_ex(pcap_, &hdr, &data);
+      if (rc == 0) continue;  // live read timeout: look at stopped_ again
+      if (rc != 1) {
+        if (rc == PCAP_ERROR && error != nullptr) *error = pcap_geterr(pcap_);
+        return false;
+      }
     }
     if (have_filter_ && pcap_offline_filter(&bpf_->prog, hdr, data) == 0) continue;
     p.number = ++count_;

@@ -5,7 +5,11 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <bit>
+#include <charconv>
+#include <cstring>
 
 #include "ibsniff/decoder.hpp"
 
@@ -32,79 +36,301 @@ void append_ipv6(const std::uint8_t* b, std::string& out) {
   if (inet_ntop(AF_INET6, b, buf.data(), buf.size()) != nullptr) out += buf.data();
 }
 
-void append_time(std::int64_t sec, std::int64_t nsec, std::string& out) {
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+// The fixed-size renderings below write into a caller's buffer of kFixedMax chars and return the
+// end; the caller appends the result in one go.
+constexpr std::size_t kFixedMax = 48;
+
+// "00" "01" .. "99": two decimal digits at a time.
+constexpr std::array<char, 200> kDigitPairs = [] {
+  std::array<char, 200> t{};
+  for (std::size_t i = 0; i < 100; ++i) {
+    t[2 * i] = static_cast<char>('0' + i / 10);
+    t[2 * i + 1] = static_cast<char>('0' + i % 10);
+  }
+  return t;
+}();
+
+// Writes the `n` lowest decimal digits of `v` (zero-padded) ending at `end`.
+template <class U>
+inline void put_digits(U v, int n, char* end) {
+  for (; n >= 2; n -= 2) {
+    const auto r = static_cast<std::size_t>(v % 100);
+    v = static_cast<U>(v / 100);
+    end -= 2;
+    end[0] = kDigitPairs[2 * r];
+    end[1] = kDigitPairs[2 * r + 1];
+  }
+  if (n == 1) end[-1] = static_cast<char>('0' + v % 10);
+}
+
+constexpr std::array<std::uint64_t, 20> kPow10 = [] {
+  std::array<std::uint64_t, 20> t{};
+  t[0] = 1;
+  for (std::size_t i = 1; i < t.size(); ++i) t[i] = t[i - 1] * 10;
+  return t;
+}();
+
+// The number of decimal digits of `v`: log10 from its bit length (1233 / 4096 ~ log10(2)), then
+// one comparison.
+inline int dec_digits(std::uint64_t v) {
+  const int t = ((64 - std::countl_zero(v | 1)) * 1233) >> 12;
+  return t + 1 - (v < kPow10[static_cast<std::size_t>(t)] ? 1 : 0);
+}
+
+inline char* put_dec(std::uint64_t v, char* o) {
+  if (v < 10) {  // bits, flags, small counters
+    *o = static_cast<char>('0' + v);
+    return o + 1;
+  }
+  const int n = dec_digits(v);
+  if (v <= UINT32_MAX)  // 32-bit division is the cheaper
+    put_digits(static_cast<std::uint32_t>(v), n, o + n);
+  else
+    put_digits(v, n, o + n);
+  return o + n;
+}
+
+// "0" .. "255", each in 4 bytes: up to 3 digits, then the count (IPv4 address bytes).
+constexpr std::array<char, 1024> kByteDec = [] {
+  std::array<char, 1024> t{};
+  for (std::size_t b = 0; b < 256; ++b) {
+    const std::size_t n = b >= 100 ? 3 : b >= 10 ? 2 : 1;
+    std::size_t v = b;
+    for (std::size_t i = n; i-- > 0; v /= 10) t[4 * b + i] = static_cast<char>('0' + v % 10);
+    t[4 * b + 3] = static_cast<char>(n);
+  }
+  return t;
+}();
+
+inline char* put_byte_dec(std::uint8_t b, char* o) {
+  std::memcpy(o, kByteDec.data() + 4 * std::size_t{b}, 4);  // one store; the 4th byte is rewritten
+  return o + kByteDec[4 * std::size_t{b} + 3];
+}
+
+// "0x" and `v` in lower-case hex, at least `digits` digits (zero-padded).
+char* put_hex(std::uint64_t v, int digits, char* o) {
+  const int need = v == 0 ? 1 : (64 - std::countl_zero(v) + 3) / 4;
+  const int n = std::max(need, digits);
+  *o++ = '0';
+  *o++ = 'x';
+  for (int i = n - 1; i >= 0; --i) {
+    o[i] = kHexDigits[v & 0xfU];
+    v >>= 4;
+  }
+  return o + n;
+}
+
+char* put_time(std::int64_t sec, std::int64_t nsec, char* o) {
   if (nsec < 0) {
     nsec += 1000000000;
     sec -= 1;
   }
   if (sec < 0 && nsec != 0) {  // negative relative times (out-of-order captures)
-    out += '-';
+    *o++ = '-';
     sec = -sec - 1;
     nsec = 1000000000 - nsec;
   }
-  fmt::format_to(std::back_inserter(out), "{}.{:09}", sec, nsec);
+  o = sec < 0 ? std::to_chars(o, o + 20, sec).ptr : put_dec(static_cast<std::uint64_t>(sec), o);
+  *o++ = '.';
+  put_digits(static_cast<std::uint64_t>(nsec), 9, o + 9);
+  return o + 9;
 }
 
-}  // namespace
-
-void render_field(const Packet& p, const Field& f, const TimeRef& ref, std::string& out) {
-  const FieldDef& def = field_def(f.id);
-  auto it = std::back_inserter(out);
+// The rendering of a field of any type but Bytes and Ipv6 (nothing when its bytes lie outside the
+// frame).
+[[gnu::always_inline]] inline char* put_fixed(const Packet& p, const Field& f, const FieldDef& def,
+                                              const TimeRef& ref, char* o) {
   switch (def.type) {
     case Ft::U8:
     case Ft::U16:
     case Ft::U24:
     case Ft::U32:
     case Ft::U64:
-      if (def.base == Base::Hex)
-        fmt::format_to(it, "0x{:0{}x}", f.value, hex_digits(def.type));
-      else
-        fmt::format_to(it, "{}", f.value);
-      break;
+      return def.base == Base::Hex ? put_hex(f.value, hex_digits(def.type), o)
+                                   : put_dec(f.value, o);
     case Ft::Bool:
-      out += f.value != 0 ? '1' : '0';
-      break;
-    case Ft::Bytes:
-      for (std::uint32_t i = 0; i < f.len && f.off + i < p.data.size(); ++i)
-        fmt::format_to(it, "{:02x}", p.data[f.off + i]);
-      break;
+      *o++ = f.value != 0 ? '1' : '0';
+      return o;
     case Ft::Ipv4:
-      if (f.off + 4 <= p.data.size())
-        fmt::format_to(it, "{}.{}.{}.{}", p.data[f.off], p.data[f.off + 1], p.data[f.off + 2],
-                       p.data[f.off + 3]);
-      break;
-    case Ft::Ipv6:
-      if (f.off + 16 <= p.data.size()) append_ipv6(p.data.data() + f.off, out);
-      break;
+      if (f.off + 4 <= p.data.size()) {
+        for (std::size_t i = 0; i < 4; ++i) {
+          if (i > 0) *o++ = '.';
+          o = put_byte_dec(p.data[f.off + i], o);
+        }
+      }
+      return o;
     case Ft::Time:
-      append_time(p.ts_sec, p.ts_nsec, out);
-      break;
+      return put_time(p.ts_sec, p.ts_nsec, o);
     case Ft::RelTime:
-      append_time(p.ts_sec - ref.sec,
-                  static_cast<std::int64_t>(p.ts_nsec) - static_cast<std::int64_t>(ref.nsec), out);
-      break;
+      return put_time(p.ts_sec - ref.sec,
+                      static_cast<std::int64_t>(p.ts_nsec) - static_cast<std::int64_t>(ref.nsec),
+                      o);
+    case Ft::Bytes:
+    case Ft::Ipv6:
     case Ft::None:
       break;
   }
+  return o;
 }
 
-void render_occurrences(const Packet& p, FieldId id, const TimeRef& ref, int occurrence,
-                        std::string& out) {
-  int n = 0;
-  const Field* last = nullptr;
-  for (const auto& f : p.fields) {
-    if (f.id != id) continue;
-    ++n;
-    if (occurrence == 0) {
-      if (n > 1) out += ',';
-      render_field(p, f, ref, out);
-    } else if (occurrence == n) {
-      render_field(p, f, ref, out);
-      return;
-    }
-    last = &f;
+}  // namespace
+
+namespace {
+
+void append_bytes(const Packet& p, const Field& f, std::string& out) {
+  const std::size_t n =
+      f.off < p.data.size() ? std::min<std::size_t>(f.len, p.data.size() - f.off) : 0;
+  const std::size_t at = out.size();
+  out.resize(at + 2 * n);
+  char* o = out.data() + at;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint8_t b = p.data[f.off + i];
+    *o++ = kHexDigits[b >> 4];
+    *o++ = kHexDigits[b & 0xfU];
   }
-  if (occurrence < 0 && last != nullptr) render_field(p, *last, ref, out);
+}
+
+// render_field, inlined into render_occurrences (the -T fields path: one call per field).
+[[gnu::always_inline]] inline void render_one(const Packet& p, const Field& f, const TimeRef& ref,
+                                              std::string& out) {
+  const FieldDef& def = field_def(f.id);
+  if (def.type == Ft::Bytes) {
+    append_bytes(p, f, out);
+  } else if (def.type == Ft::Ipv6) {
+    if (f.off + 16 <= p.data.size()) append_ipv6(p.data.data() + f.off, out);
+  } else {
+    std::array<char, kFixedMax> buf;
+    const char* end = put_fixed(p, f, def, ref, buf.data());
+    out.append(buf.data(), static_cast<std::size_t>(end - buf.data()));
+  }
+}
+
+}  // namespace
+
+void render_field(const Packet& p, const Field& f, const TimeRef& ref, std::string& out) {
+  render_one(p, f, ref, out);
+}
+
+void render_occurrences_from(const Packet& p, std::uint32_t i, const TimeRef& ref, int occurrence,
+                             std::string& out) {
+  std::uint32_t next = p.next_of(i);
+  if (occurrence == 0) {  // all, comma-separated
+    render_one(p, p.fields[i], ref, out);
+    for (; next != Packet::kNoField; next = p.next_of(next)) {
+      out += ',';
+      render_one(p, p.fields[next], ref, out);
+    }
+    return;
+  }
+  if (occurrence < 0) {  // the last
+    for (; next != Packet::kNoField; next = p.next_of(next)) i = next;
+    render_one(p, p.fields[i], ref, out);
+    return;
+  }
+  for (int n = 1; n < occurrence; ++n)
+    if ((i = p.next_of(i)) == Packet::kNoField) return;
+  render_one(p, p.fields[i], ref, out);
+}
+
+FieldsLine::FieldsLine(std::span<const FieldId> columns, std::string_view sep, int occurrence)
+    : columns_(columns.begin(), columns.end()),
+      sep_(sep),
+      occurrence_(occurrence),
+      column_of_(static_cast<std::size_t>(FieldId::count_), kNone),
+      same_as_(columns.size(), kNone),
+      first_(columns.size()),
+      last_(columns.size()),
+      count_(columns.size()) {
+  for (std::size_t c = 0; c < columns_.size(); ++c) {
+    std::uint32_t& col = column_of_[static_cast<std::size_t>(columns_[c])];
+    if (col == kNone)
+      col = static_cast<std::uint32_t>(c);
+    else
+      same_as_[c] = col;
+  }
+}
+
+namespace {
+
+// One occurrence's rendering into the line's buffer (room made by the caller).
+[[gnu::always_inline]] inline char* put_value(const Packet& p, const Field& f, const TimeRef& ref,
+                                              char* o) {
+  const FieldDef& def = field_def(f.id);
+  if (def.type == Ft::Bytes) {
+    const std::size_t n =
+        f.off < p.data.size() ? std::min<std::size_t>(f.len, p.data.size() - f.off) : 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint8_t b = p.data[f.off + i];
+      *o++ = kHexDigits[b >> 4];
+      *o++ = kHexDigits[b & 0xfU];
+    }
+    return o;
+  }
+  if (def.type == Ft::Ipv6) {
+    if (f.off + 16 <= p.data.size() &&
+        inet_ntop(AF_INET6, p.data.data() + f.off, o, INET6_ADDRSTRLEN) != nullptr)
+      o += std::strlen(o);
+    return o;
+  }
+  return put_fixed(p, f, def, ref, o);
+}
+
+}  // namespace
+
+void FieldsLine::append(const Packet& p, const TimeRef& ref, std::string& out) {
+  // The occurrences of each column's field, in order; and an upper bound on the line's length.
+  std::fill(count_.begin(), count_.end(), 0U);
+  if (next_.size() < p.fields.size()) next_.resize(p.fields.size());
+  std::size_t bound = columns_.size() * (sep_.size() + 1) + 1;
+  for (std::size_t i = 0; i < p.fields.size(); ++i) {
+    const Field& f = p.fields[i];
+    const std::uint32_t c = column_of_[static_cast<std::size_t>(f.id)];
+    if (c == kNone) continue;
+    const auto idx = static_cast<std::uint32_t>(i);
+    if (count_[c]++ == 0)
+      first_[c] = idx;
+    else
+      next_[last_[c]] = idx;
+    last_[c] = idx;
+    bound += field_def(f.id).type == Ft::Bytes ? 2 * std::size_t{f.len} + 1 : kFixedMax + 1;
+  }
+  for (std::size_t c = 0; c < columns_.size(); ++c) {  // a field asked for twice
+    if (same_as_[c] == kNone) continue;
+    const std::uint32_t s = same_as_[c];
+    count_[c] = count_[s];
+    first_[c] = first_[s];
+    last_[c] = last_[s];
+    for (std::uint32_t n = 0, i = first_[s]; n < count_[s]; ++n, i = next_[i])
+      bound += field_def(p.fields[i].id).type == Ft::Bytes ? 2 * std::size_t{p.fields[i].len} + 1
+                                                           : kFixedMax + 1;
+  }
+  if (buf_.size() < bound) buf_.resize(std::max(bound, 2 * buf_.size()));
+  char* const start = buf_.data();
+  char* o = start;
+  for (std::size_t c = 0; c < columns_.size(); ++c) {
+    if (c > 0) o = std::copy(sep_.begin(), sep_.end(), o);
+    const std::uint32_t n = count_[c];
+    if (n == 0) continue;
+    if (occurrence_ == 0) {  // all, comma-separated
+      std::uint32_t i = first_[c];
+      o = put_value(p, p.fields[i], ref, o);
+      for (std::uint32_t k = 1; k < n; ++k) {
+        i = next_[i];
+        *o++ = ',';
+        o = put_value(p, p.fields[i], ref, o);
+      }
+    } else if (occurrence_ < 0) {  // the last
+      o = put_value(p, p.fields[last_[c]], ref, o);
+    } else if (static_cast<std::uint32_t>(occurrence_) <= n) {  // that one
+      std::uint32_t i = first_[c];
+      for (int k = 1; k < occurrence_; ++k) i = next_[i];
+      o = put_value(p, p.fields[i], ref, o);
+    }
+  }
+  *o++ = '\n';
+  out.append(start, static_cast<std::size_t>(o - start));
 }
 
 std::string render_address(const Packet& p, const Address& a) {

@@ -26,15 +26,17 @@ std::size_t offset_in(const Packet& p, std::span<const std::uint8_t> s) {
 // The BSDH of the message at frame offset `off`. The flag bits are taken from the Flags byte
 // (tshark 4.0 reads its oobpres/oobpend/reqpipe from Bufs and Len, capture-formats.md §5 item 11).
 void bsdh_fields(Packet& p, std::size_t off, const wire::Bsdh& b) {
-  push(p, F::sdp_bsdh_mid, off, 1, b.mid);
-  push(p, F::sdp_bsdh_flags, off + 1, 1, b.flags);
-  push(p, F::sdp_bsdh_oobpres, off + 1, 1, (b.flags & wire::flags::kOobPres) != 0 ? 1 : 0);
-  push(p, F::sdp_bsdh_oobpend, off + 1, 1, (b.flags & wire::flags::kOobPend) != 0 ? 1 : 0);
-  push(p, F::sdp_bsdh_reqpipe, off + 1, 1, (b.flags & wire::flags::kReqPipe) != 0 ? 1 : 0);
-  push(p, F::sdp_bsdh_bufs, off + 2, 2, b.bufs);
-  push(p, F::sdp_bsdh_len, off + 4, 4, b.len);
-  push(p, F::sdp_bsdh_mseq, off + 8, 4, b.mseq);
-  push(p, F::sdp_bsdh_mseqack, off + 12, 4, b.mseq_ack);
+  const auto o = static_cast<std::uint32_t>(off);
+  auto flag = [&](unsigned bit) -> std::uint64_t { return (b.flags & bit) != 0 ? 1 : 0; };
+  p.fields.insert(
+      p.fields.end(),  // in one go: a push_back each is a call each
+      {Field{F::sdp_bsdh_mid, o, 1, b.mid}, Field{F::sdp_bsdh_flags, o + 1, 1, b.flags},
+       Field{F::sdp_bsdh_oobpres, o + 1, 1, flag(wire::flags::kOobPres)},
+       Field{F::sdp_bsdh_oobpend, o + 1, 1, flag(wire::flags::kOobPend)},
+       Field{F::sdp_bsdh_reqpipe, o + 1, 1, flag(wire::flags::kReqPipe)},
+       Field{F::sdp_bsdh_bufs, o + 2, 2, b.bufs}, Field{F::sdp_bsdh_len, o + 4, 4, b.len},
+       Field{F::sdp_bsdh_mseq, o + 8, 4, b.mseq},
+       Field{F::sdp_bsdh_mseqack, o + 12, 4, b.mseq_ack}});
   p.sdp_mid = b.mid;
 }
 
@@ -218,8 +220,9 @@ void Session::rc(Packet& p) {
   rp.payload = p.data.subspan(p.payload_off, p.payload_end - p.pad - p.payload_off);
   const sdp::SdpResult r = follower_.on_rc(rp);
   if (r.kind == sdp::SdpResult::Kind::NotSdp) return;
-  p.fields.push_back(Field{FieldId::sdp_conn, 0, 0, r.conn->id});
-  p.fields.push_back(Field{FieldId::sdp_dir, 0, 0, static_cast<std::uint64_t>(r.direction)});
+  p.fields.insert(p.fields.end(),
+                  {Field{FieldId::sdp_conn, 0, 0, r.conn->id},
+                   Field{FieldId::sdp_dir, 0, 0, static_cast<std::uint64_t>(r.direction)}});
   using Kind = sdp::SdpResult::Kind;
   // As tshark does, the BSDH (and the extended header) is shown on the packet that carries it:
   // SEND Only, or the First of a multi-packet SEND, decoded there as far as it goes.

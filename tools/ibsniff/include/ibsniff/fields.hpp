@@ -108,7 +108,7 @@ enum class Base : std::uint8_t { None, Dec, Hex, DecHex };
   X(atomicacketh_origremdt, "infiniband.atomicacketh.origremdt", U64, Dec, 0)               \
   X(immdt, "infiniband.immdt", Bytes, None, 0)                                              \
   X(ieth, "infiniband.ieth", Bytes, None, 0)                                                \
-  X(payload, "ibsniff.payload", Bytes, None, 0)                                          \
+  X(payload, "ibsniff.payload", Bytes, None, 0)                                             \
   X(rawdata, "infiniband.rawdata", Bytes, None, 0)                                          \
   X(data_data, "data.data", Bytes, None, 0)                                                 \
   X(mad_baseversion, "infiniband.mad.baseversion", U8, Hex, 0)                              \

@@ -3,6 +3,7 @@
 // vectors have grown to the largest frame's needs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -90,6 +91,7 @@ struct Packet {
     mad_class = mad_method = 0;
     mad_attr = 0;
     mad_tid = 0;
+    index_valid_ = false;
   }
   // The BTH payload (after the extended headers, pad bytes excluded); empty without a BTH.
   std::span<const std::uint8_t> payload() const {
@@ -107,6 +109,50 @@ struct Packet {
     return false;
   }
   bool crc_bad() const { return icrc == CrcStatus::Bad || vcrc == CrcStatus::Bad; }
+
+  // The occurrences of a field in `fields`, in order, in O(1) each: first_of(id), then
+  // next_of(i) of the previous one, until kNoField. The index behind them is built on first use
+  // (O(fields)) and rebuilt when `fields` has grown since or clear() ran; code that otherwise
+  // edits `fields` in place (removes or replaces records) calls clear() first. Not for
+  // concurrent use of one Packet (the index is built lazily).
+  static constexpr std::uint32_t kNoField = UINT32_MAX;
+  std::uint32_t first_of(FieldId id) const {
+    if (!index_valid_ || index_size_ != fields.size()) build_index();
+    const std::uint64_t s = index_first_[static_cast<std::size_t>(id)];
+    return (s >> 32) == index_gen_ ? static_cast<std::uint32_t>(s) : kNoField;
+  }
+  std::uint32_t next_of(std::uint32_t i) const { return index_next_[i]; }
+
+ private:
+  // index_first_[id]: (generation << 32) | index of the first occurrence; entries of another
+  // generation are stale (so a rebuild does not clear the table). index_next_[i]: the next
+  // occurrence of fields[i].id after i.
+  mutable std::vector<std::uint64_t> index_first_;
+  mutable std::vector<std::uint32_t> index_next_;
+  mutable std::uint32_t index_gen_ = 0;
+  mutable std::size_t index_size_ = 0;
+  mutable bool index_valid_ = false;
+
+  [[gnu::noinline]] void build_index() const {
+    if (index_first_.empty() || index_gen_ == UINT32_MAX) {
+      index_first_.assign(static_cast<std::size_t>(FieldId::count_), 0);
+      index_gen_ = 0;
+    }
+    const std::uint64_t tag = std::uint64_t{++index_gen_} << 32;
+    const std::size_t n = fields.size();
+    index_next_.resize(n);
+    const Field* f = fields.data();
+    std::uint64_t* first = index_first_.data();
+    std::uint32_t* next = index_next_.data();
+    for (std::size_t i = n; i-- > 0;) {  // backwards: each id's chain ends up in order
+      std::uint64_t& slot = first[static_cast<std::size_t>(f[i].id)];
+      const std::uint64_t s = slot;
+      next[i] = (s & ~std::uint64_t{UINT32_MAX}) == tag ? static_cast<std::uint32_t>(s) : kNoField;
+      slot = tag | i;
+    }
+    index_size_ = n;
+    index_valid_ = true;
+  }
 };
 
 }  // namespace ibsniff

@@ -1,5 +1,7 @@
 // Packet input through libpcap — capture files (pcap and pcapng, nanosecond timestamps) and live
-// interfaces — with an optional BPF capture filter, and pcap output (-w).
+// interfaces — with an optional BPF capture filter, and pcap output (-w). A classic pcap file in
+// the host's byte order is read in place from a memory mapping (libpcap opens and checks it, and
+// takes over at any record it would have to judge); the packets are the same either way.
 #pragma once
 
 #include <memory>
@@ -59,9 +61,13 @@ class Reader {
   bool have_filter_ = false;
   struct Bpf;
   std::unique_ptr<Bpf> bpf_;
+  struct Mapped;
+  std::unique_ptr<Mapped> mapped_;
   std::uint64_t count_ = 0;
   volatile bool stopped_ = false;
   bool compile(const std::string& expr, std::string* error);
+  // The next record from the mapping into *hdr / *data; false when libpcap must read it.
+  bool next_mapped(void* hdr, const std::uint8_t** data);
 };
 
 // Writes packets to a pcap file with the reader's link type and timestamp precision ("-" =
