@@ -8,6 +8,7 @@ repo=$(cd "$here/../../../.." && pwd)
 scenario=${1:?check|apps} bin=${2:?libsdp build dir} ibsniff=${3:?ibsniff binary} out=${4:?out dir}
 rm -rf "$out"
 mkdir -p "$out"
+[ "$scenario" = apps ] && bash "$here/deps.sh"
 bash "$repo/tools/lab/lab.sh" run --timeout 900 --out "$out/lab" --capture "$out/wire.pcap" \
   --env LAB_BIN="$bin" "$here/$scenario-a.sh" "$here/$scenario-b.sh" >"$out/lab.log" 2>&1
 lab_rc=$?
