@@ -1,9 +1,13 @@
 // ibsniff: InfiniBand / RoCE / SDP dissector CLI (tshark-compatible field names and renderings).
 #include <CLI/CLI.hpp>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ibsniff/conv.hpp"
@@ -80,6 +84,98 @@ bool parse_fields_options(const std::vector<std::string>& names,
     }
   }
   return true;
+}
+
+// -T fields from a capture file, on two threads: reading, decoding, the SDP layer and the display
+// filter on one; rendering and output on the other, a batch of packets at a time. Packets whose
+// bytes are not stable (read by libpcap rather than from the file's mapping) are copied. Returns
+// the number of packets printed.
+long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
+                          const std::optional<ibsniff::Filter>& filter, long long count,
+                          ibsniff::FieldsLine& line, std::string* error) {
+  constexpr std::size_t kBatch = 512, kBatches = 4;
+  struct Slot {
+    ibsniff::Packet p;
+    std::vector<std::uint8_t> own;
+  };
+  struct Batch {
+    std::vector<Slot> slots = std::vector<Slot>(kBatch);
+    std::size_t n = 0;
+    ibsniff::TimeRef ref;
+    bool last = false;
+  };
+  std::vector<Batch> batches(kBatches);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::size_t> full, empty;
+  for (std::size_t i = 0; i < kBatches; ++i) empty.push_back(i);
+  long long n = 0;
+  std::thread producer([&] {
+    ibsniff::TimeRef ref;
+    for (bool done = false; !done;) {
+      std::size_t b = 0;
+      {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return !empty.empty(); });
+        b = empty.front();
+        empty.pop_front();
+      }
+      Batch& batch = batches[b];
+      batch.n = 0;
+      while (batch.n < kBatch) {
+        if (count >= 0 && n >= count) {
+          done = true;
+          break;
+        }
+        Slot& s = batch.slots[batch.n];
+        if (!reader.next(s.p, error)) {
+          done = true;
+          break;
+        }
+        session.process(s.p);
+        ref.observe(s.p);
+        if (filter && !filter->matches(s.p, ref)) continue;
+        if (!reader.data_stable()) {
+          s.own.assign(s.p.data.begin(), s.p.data.end());
+          s.p.data = s.own;
+        }
+        ++n;
+        ++batch.n;
+      }
+      batch.ref = ref;
+      batch.last = done;
+      {
+        std::lock_guard lk(mu);
+        full.push_back(b);
+      }
+      cv.notify_all();
+    }
+  });
+  std::string out;
+  for (bool last = false; !last;) {
+    std::size_t b = 0;
+    {
+      std::unique_lock lk(mu);
+      cv.wait(lk, [&] { return !full.empty(); });
+      b = full.front();
+      full.pop_front();
+    }
+    Batch& batch = batches[b];
+    for (std::size_t i = 0; i < batch.n; ++i) line.append(batch.slots[i].p, batch.ref, out);
+    if (out.size() >= (1U << 16)) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+    last = batch.last;
+    {
+      std::lock_guard lk(mu);
+      empty.push_back(b);
+    }
+    cv.notify_all();
+  }
+  producer.join();
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return n;
 }
 
 }  // namespace
@@ -241,7 +337,12 @@ int main(int argc, char** argv) {
   ibsniff::ConvTable conv;
   ibsniff::TimeRef ref;
   long long n = 0;
-  while ((count < 0 || n < count) && reader->next(p, &error)) {
+  if (fields_line && print && !writer && !conv_ib && !reader->live()) {
+    flush_out();  // the header line
+    n = fields_pipeline(*reader, session, filter, count, *fields_line, &error);
+  }
+  while (!(fields_line && print && !writer && !conv_ib && !reader->live()) &&
+         (count < 0 || n < count) && reader->next(p, &error)) {
     session.process(p);  // every packet: the SDP layer needs the whole history
     ref.observe(p);
     if (filter && !filter->matches(p, ref)) continue;

@@ -244,7 +244,7 @@ bool Reader::next(Packet& p, std::string* error) {
     } else {
       if (mapped_) {  // libpcap reads on from this record
         const long pos = static_cast<long>(mapped_->pos);
-        mapped_.reset();
+        retired_ = std::move(mapped_);
         if (std::fseek(pcap_file(pcap_), pos, SEEK_SET) != 0) {
           if (error != nullptr) *error = std::string("seek: ") + std::strerror(errno);
           return false;
@@ -258,6 +258,7 @@ bool Reader::next(Packet& p, std::string* error) {
       }
     }
     if (have_filter_ && pcap_offline_filter(&bpf_->prog, hdr, data) == 0) continue;
+    last_stable_ = hdr == &mapped_hdr;
     p.number = ++count_;
     p.ts_sec = hdr->ts.tv_sec;
     // tv_usec holds nanoseconds when the handle's precision is NANO.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -168,6 +169,29 @@ TEST(IbsniffCli, CaptureCutInTheMiddleOfARecordExitsTwoAfterItsPackets) {
   for (std::size_t i = 0; i + 1 < all.size(); ++i) EXPECT_EQ(got[i], all[i]);
   EXPECT_NE(got.back().find("truncated"), std::string::npos) << got.back();
   fs::remove(cut);
+}
+
+// -T fields on a file runs decoding and rendering on two threads; with -z conv,ib it runs on one.
+// Both print the same lines, with -Y and -c too.
+TEST(IbsniffCli, TwoThreadFieldsOutputEqualsTheSingleThreadOne) {
+  const std::string e =
+      " -T fields -e frame.number -e frame.time_relative -e infiniband.bth.psn"
+      " -e infiniband_sdp.bsdh.mid -e ibsniff.sdp.conn -e infiniband.invariant.crc";
+  for (const char* name : {"setup", "bcopy", "zcopy", "abort", "halfclose"}) {
+    SCOPED_TRACE(name);
+    for (const std::string extra : {"", " -Y 'infiniband_sdp || infiniband.aeth'", " -c 37"}) {
+      const std::string args = "-r " + cap(std::string(name) + ".pcap") + e + extra;
+      const auto two = lines(ibsniff(args));
+      const auto one = lines(ibsniff(args + " -z conv,ib"));
+      ASSERT_GT(two.size(), 0U);
+      ASSERT_GT(one.size(), two.size());  // the statistics table follows
+      EXPECT_TRUE(std::equal(two.begin(), two.end(), one.begin())) << args;
+      if (extra == " -c 37") {
+        const auto all = lines(ibsniff("-r " + cap(std::string(name) + ".pcap") + e));
+        EXPECT_EQ(two.size(), std::min<std::size_t>(37, all.size()));
+      }
+    }
+  }
 }
 
 // The man page renders without groff warnings and documents every option of --help.

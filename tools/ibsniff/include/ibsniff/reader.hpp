@@ -46,6 +46,9 @@ class Reader {
   // it. Records the filter rejects are skipped (and not numbered). False at the end of the file,
   // after stop(), or on a read error (*error set, when given).
   bool next(Packet& p, std::string* error = nullptr);
+  // Whether the last packet's bytes stay valid until the Reader is destroyed (they come from the
+  // file's mapping) rather than only until the next call.
+  bool data_stable() const { return last_stable_; }
   // Makes a blocked or later next() return false; safe to call from a signal handler.
   void stop() noexcept;
   // Packets the kernel dropped (live captures); -1 when unknown.
@@ -63,6 +66,8 @@ class Reader {
   std::unique_ptr<Bpf> bpf_;
   struct Mapped;
   std::unique_ptr<Mapped> mapped_;
+  std::unique_ptr<Mapped> retired_;  // a mapping libpcap took over from: earlier data stays valid
+  bool last_stable_ = false;
   std::uint64_t count_ = 0;
   volatile bool stopped_ = false;
   bool compile(const std::string& expr, std::string* error);
