@@ -575,6 +575,14 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   if (pad > plen) p_.pad = 0;
 
   // ICRC: computed over [crc_start, icrc_off) with the variant fields masked, stored LE.
+  if (p_.defer_icrc) {
+    add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
+    p_.icrc_deferred = true;
+    p_.icrc_kind = static_cast<std::uint8_t>(kind);
+    p_.icrc_start = static_cast<std::uint32_t>(crc_start);
+    p_.icrc_off = static_cast<std::uint32_t>(icrc_off);
+    return;
+  }
   const auto span = p_.data.subspan(crc_start, icrc_off - crc_start);
   std::uint32_t comp = 0;
   switch (kind) {
@@ -641,6 +649,31 @@ bool linktype_supported(int linktype) {
 void decode(Packet& p) {
   p.clear();
   Decoder(p).run();
+}
+
+void finish_icrc(Packet& p) {
+  if (!p.icrc_deferred) return;
+  p.icrc_deferred = false;
+  const auto span = p.data.subspan(p.icrc_start, p.icrc_off - p.icrc_start);
+  std::uint32_t comp = 0;
+  switch (static_cast<CrcKind>(p.icrc_kind)) {
+    case CrcKind::Native:
+      comp = icrc_native(span);
+      break;
+    case CrcKind::RoceV1:
+      comp = icrc_rocev1(span);
+      break;
+    case CrcKind::RoceV2:
+      comp = icrc_rocev2(span);
+      break;
+  }
+  const std::uint32_t wire = le32(p.data.data() + p.icrc_off);
+  p.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
+  if (p.icrc == CrcStatus::Bad) {
+    p.fields.push_back(Field{FieldId::icrc_bad, p.icrc_off, 4, 1});
+    p.notes.push_back(
+        Note{Severity::Warn, "ICRC bad: computed 0x{0:08x}, frame has 0x{1:08x}", comp, wire});
+  }
 }
 
 const char* opcode_name(std::uint8_t opcode) {

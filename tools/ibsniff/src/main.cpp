@@ -87,7 +87,8 @@ bool parse_fields_options(const std::vector<std::string>& names,
 }
 
 // -T fields from a capture file, on two threads: reading, decoding, the SDP layer and the display
-// filter on one; rendering and output on the other, a batch of packets at a time. Packets whose
+// filter on one; the ICRC check (when no display filter needs it), rendering and output on the
+// other, a batch of packets at a time. Packets whose
 // bytes are not stable (read by libpcap rather than from the file's mapping) are copied. Returns
 // the number of packets printed.
 long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
@@ -128,6 +129,8 @@ long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
           break;
         }
         Slot& s = batch.slots[batch.n];
+        // The ICRC is checked on the rendering thread, unless the display filter needs it.
+        s.p.defer_icrc = !filter;
         if (!reader.next(s.p, error)) {
           done = true;
           break;
@@ -161,7 +164,10 @@ long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
       full.pop_front();
     }
     Batch& batch = batches[b];
-    for (std::size_t i = 0; i < batch.n; ++i) line.append(batch.slots[i].p, batch.ref, out);
+    for (std::size_t i = 0; i < batch.n; ++i) {
+      ibsniff::finish_icrc(batch.slots[i].p);
+      line.append(batch.slots[i].p, batch.ref, out);
+    }
     if (out.size() >= (1U << 16)) {
       std::fwrite(out.data(), 1, out.size(), stdout);
       out.clear();

@@ -4,8 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -176,22 +178,42 @@ TEST(IbsniffCli, CaptureCutInTheMiddleOfARecordExitsTwoAfterItsPackets) {
 TEST(IbsniffCli, TwoThreadFieldsOutputEqualsTheSingleThreadOne) {
   const std::string e =
       " -T fields -e frame.number -e frame.time_relative -e infiniband.bth.psn"
-      " -e infiniband_sdp.bsdh.mid -e ibsniff.sdp.conn -e infiniband.invariant.crc";
-  for (const char* name : {"setup", "bcopy", "zcopy", "abort", "halfclose"}) {
+      " -e infiniband_sdp.bsdh.mid -e ibsniff.sdp.conn -e infiniband.invariant.crc"
+      " -e ibsniff.icrc.bad";
+  // A copy of setup.pcap with one payload byte changed in every frame: every ICRC is bad, which
+  // the rendering thread (the first path) and the decoder (the second) must both report.
+  const fs::path bad = fs::temp_directory_path() / ("ibsniff_badcrc_" + std::to_string(getpid()));
+  {
+    std::ifstream in(cap("setup.pcap"), std::ios::binary);
+    std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // pcap: 24-byte file header, then 16-byte record headers; flip byte 60 of each frame.
+    for (std::size_t at = 24; at + 16 <= b.size();) {
+      std::uint32_t caplen = 0;
+      std::memcpy(&caplen, b.data() + at + 8, 4);
+      if (caplen > 60) b[at + 16 + 60] = static_cast<char>(b[at + 16 + 60] ^ 0x5a);
+      at += 16 + caplen;
+    }
+    std::ofstream(bad, std::ios::binary) << b;
+  }
+  const auto flagged = lines(ibsniff("-r " + bad.string() + " -T fields -e ibsniff.icrc.bad"));
+  EXPECT_EQ(std::count(flagged.begin(), flagged.end(), "1"), 13);
+  for (const std::string name : {"setup", "bcopy", "zcopy", "abort", "halfclose", "BAD"}) {
     SCOPED_TRACE(name);
+    const std::string file = name == "BAD" ? bad.string() : cap(name + ".pcap");
     for (const std::string extra : {"", " -Y 'infiniband_sdp || infiniband.aeth'", " -c 37"}) {
-      const std::string args = "-r " + cap(std::string(name) + ".pcap") + e + extra;
+      const std::string args = "-r " + file + e + extra;
       const auto two = lines(ibsniff(args));
       const auto one = lines(ibsniff(args + " -z conv,ib"));
       ASSERT_GT(two.size(), 0U);
       ASSERT_GT(one.size(), two.size());  // the statistics table follows
       EXPECT_TRUE(std::equal(two.begin(), two.end(), one.begin())) << args;
       if (extra == " -c 37") {
-        const auto all = lines(ibsniff("-r " + cap(std::string(name) + ".pcap") + e));
+        const auto all = lines(ibsniff("-r " + file + e));
         EXPECT_EQ(two.size(), std::min<std::size_t>(37, all.size()));
       }
     }
   }
+  fs::remove(bad);
 }
 
 // The man page renders without groff warnings and documents every option of --help.

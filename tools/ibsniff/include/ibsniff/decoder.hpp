@@ -33,6 +33,10 @@ bool linktype_supported(int linktype);
 // (keeping capacity); the reader-owned members (number, time, data, linktype) are kept.
 void decode(Packet& p);
 
+// The ICRC check decode() left for later (Packet::defer_icrc): sets p.icrc and, when it is bad,
+// adds ibsniff.icrc.bad and the note. No-op when nothing was deferred.
+void finish_icrc(Packet& p);
+
 // Opcode name as tshark prints it in Info ("RC Send Only"), nullptr when the opcode is unknown.
 const char* opcode_name(std::uint8_t opcode);
 // CM message name for a class 0x07 attribute ID ("ConnectRequest"), nullptr when unknown.

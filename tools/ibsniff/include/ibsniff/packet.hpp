@@ -72,6 +72,13 @@ struct Packet {
   std::uint8_t mad_class = 0, mad_method = 0;
   std::uint16_t mad_attr = 0;
   std::uint64_t mad_tid = 0;
+  // Input to the decoder, kept across clear(): leave the ICRC check to finish_icrc()
+  // (decoder.hpp), so that another thread can do it. The invariant.crc field is added anyway.
+  bool defer_icrc = false;
+  // Set by the decoder when it left the ICRC check for later: how to compute it.
+  bool icrc_deferred = false;
+  std::uint8_t icrc_kind = 0;
+  std::uint32_t icrc_start = 0, icrc_off = 0;
   // Set by the SDP layer (Session): the MID of the SDP message this packet starts (-1: none).
   std::int16_t sdp_mid = -1;
 
@@ -86,6 +93,7 @@ struct Packet {
     bth_off = payload_off = payload_end = 0;
     pad = 0;
     icrc = vcrc = CrcStatus::Absent;
+    icrc_deferred = false;
     mad_off = 0;
     sdp_mid = -1;
     mad_class = mad_method = 0;
