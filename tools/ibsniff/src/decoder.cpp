@@ -116,6 +116,18 @@ std::uint32_t le32(const std::uint8_t* p) {
 // How the ICRC of the transport part is computed.
 enum class CrcKind : std::uint8_t { Native, RoceV1, RoceV2 };
 
+std::uint32_t compute_icrc(std::span<const std::uint8_t> span, CrcKind kind) {
+  switch (kind) {
+    case CrcKind::Native:
+      return icrc_native(span);
+    case CrcKind::RoceV1:
+      return icrc_rocev1(span);
+    case CrcKind::RoceV2:
+      return icrc_rocev2(span);
+  }
+  return 0;
+}
+
 class Decoder {
  public:
   explicit Decoder(Packet& p) : p_(p), d_(p.data.data()), size_(p.data.size()) {}
@@ -583,19 +595,7 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
     p_.icrc_off = static_cast<std::uint32_t>(icrc_off);
     return;
   }
-  const auto span = p_.data.subspan(crc_start, icrc_off - crc_start);
-  std::uint32_t comp = 0;
-  switch (kind) {
-    case CrcKind::Native:
-      comp = icrc_native(span);
-      break;
-    case CrcKind::RoceV1:
-      comp = icrc_rocev1(span);
-      break;
-    case CrcKind::RoceV2:
-      comp = icrc_rocev2(span);
-      break;
-  }
+  const std::uint32_t comp = compute_icrc(p_.data.subspan(crc_start, icrc_off - crc_start), kind);
   const std::uint32_t wire = le32(d_ + icrc_off);
   p_.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
   add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
@@ -654,19 +654,8 @@ void decode(Packet& p) {
 void finish_icrc(Packet& p) {
   if (!p.icrc_deferred) return;
   p.icrc_deferred = false;
-  const auto span = p.data.subspan(p.icrc_start, p.icrc_off - p.icrc_start);
-  std::uint32_t comp = 0;
-  switch (static_cast<CrcKind>(p.icrc_kind)) {
-    case CrcKind::Native:
-      comp = icrc_native(span);
-      break;
-    case CrcKind::RoceV1:
-      comp = icrc_rocev1(span);
-      break;
-    case CrcKind::RoceV2:
-      comp = icrc_rocev2(span);
-      break;
-  }
+  const std::uint32_t comp = compute_icrc(p.data.subspan(p.icrc_start, p.icrc_off - p.icrc_start),
+                                          static_cast<CrcKind>(p.icrc_kind));
   const std::uint32_t wire = le32(p.data.data() + p.icrc_off);
   p.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
   if (p.icrc == CrcStatus::Bad) {
