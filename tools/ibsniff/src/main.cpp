@@ -343,12 +343,13 @@ int main(int argc, char** argv) {
   ibsniff::ConvTable conv;
   ibsniff::TimeRef ref;
   long long n = 0;
-  if (fields_line && print && !writer && !conv_ib && !reader->live()) {
+  // -T fields from a file with nothing per packet but the line: two threads (fields_pipeline).
+  const bool pipelined = fields_line && print && !writer && !conv_ib && !reader->live();
+  if (pipelined) {
     flush_out();  // the header line
     n = fields_pipeline(*reader, session, filter, count, *fields_line, &error);
   }
-  while (!(fields_line && print && !writer && !conv_ib && !reader->live()) &&
-         (count < 0 || n < count) && reader->next(p, &error)) {
+  while (!pipelined && (count < 0 || n < count) && reader->next(p, &error)) {
     session.process(p);  // every packet: the SDP layer needs the whole history
     ref.observe(p);
     if (filter && !filter->matches(p, ref)) continue;

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -201,12 +200,12 @@ const char* const kFields[] = {
     "data.data",
 };
 
-// `tshark -G fields`: the names tshark 4.0 knows.
-std::set<std::string> tshark_field_names() {
+// `tshark -G fields`: name -> (type, base, bitmask).
+std::map<std::string, std::array<std::string, 3>> tshark_field_defs() {
   int st = 0;
-  std::set<std::string> out;
+  std::map<std::string, std::array<std::string, 3>> out;
   for (const auto& r : rows(run("tshark -G fields 2>/dev/null", &st)))
-    if (r.size() >= 3 && r[0] == "F") out.insert(r[2]);
+    if (r.size() >= 7 && r[0] == "F") out[r[2]] = {r[3], r[5], r[6]};
   return out;
 }
 
@@ -215,7 +214,7 @@ std::set<std::string> tshark_field_names() {
 // infiniband_sdp.* ones: tshark's SDP dissector is off here (the transport comparison must not
 // depend on its heuristics) and compare_sdp_with_tshark compares them with it on.
 std::vector<std::string> compared_fields() {
-  static const std::set<std::string> known = tshark_field_names();
+  static const auto known = tshark_field_defs();
   std::vector<std::string> out(std::begin(kFields), std::end(kFields));
   for (const FieldDef& d : field_table()) {
     const std::string name(d.name);
@@ -332,15 +331,6 @@ void compare_with_tshark(const fs::path& file, Exceptions* ex) {
     }
   }
   EXPECT_GT(compared, a.size());
-}
-
-// `tshark -G fields`: name -> (type, base, bitmask).
-std::map<std::string, std::array<std::string, 3>> tshark_field_defs() {
-  int st = 0;
-  std::map<std::string, std::array<std::string, 3>> out;
-  for (const auto& r : rows(run("tshark -G fields 2>/dev/null", &st)))
-    if (r.size() >= 7 && r[0] == "F") out[r[2]] = {r[3], r[5], r[6]};
-  return out;
 }
 
 // Every infiniband.* / infiniband_sdp.* field of ibsniff's table has tshark's type, base and
