@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -611,13 +612,8 @@ class Relay {
         finish(c, true);
         continue;
       }
-      char peer[INET6_ADDRSTRLEN] = "?";
-      if (r.ep.peer.ss_family == AF_INET)
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in&>(r.ep.peer).sin_addr, peer, sizeof peer);
-      else if (r.ep.peer.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6&>(r.ep.peer).sin6_addr, peer,
-                  sizeof peer);
-      logf(7, "accepted an SDP connection from %s port %u", peer, port_of(r.ep.peer));
+      logf(7, "accepted an SDP connection from %s",
+           describe(reinterpret_cast<const sockaddr*>(&r.ep.peer)).c_str());
     }
   }
 
@@ -672,6 +668,21 @@ Relay& relay() {
 }
 
 }  // namespace
+
+std::string describe(const sockaddr* a) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (a->sa_family == AF_INET) {
+    const auto* s = reinterpret_cast<const sockaddr_in*>(a);
+    inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
+    port = ntohs(s->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  const auto* s = reinterpret_cast<const sockaddr_in6*>(a);
+  inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
+  port = ntohs(s->sin6_port);
+  return "[" + std::string(host) + "]:" + std::to_string(port);
+}
 
 const Libc& libc() {
   static const Libc l = [] {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 
 namespace sdp::preload {
 
@@ -48,6 +49,9 @@ struct Libc {
   int (*getsockopt)(int, int, int, void*, socklen_t*) = nullptr;
 };
 const Libc& libc();
+
+// "10.0.0.1:5000", "[fe80::1]:5000" for log lines.
+std::string describe(const sockaddr* a);
 
 // Log hook (level, message); the shim installs its logger.
 void set_log(std::function<void(int, const char*)> log);

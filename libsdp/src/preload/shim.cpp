@@ -124,21 +124,6 @@ bool is_loopback(const sockaddr* a) {
   return false;
 }
 
-std::string describe(const sockaddr* a) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (a->sa_family == AF_INET) {
-    const auto* s = reinterpret_cast<const sockaddr_in*>(a);
-    inet_ntop(AF_INET, &s->sin_addr, host, sizeof host);
-    port = ntohs(s->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  const auto* s = reinterpret_cast<const sockaddr_in6*>(a);
-  inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof host);
-  port = ntohs(s->sin6_port);
-  return "[" + std::string(host) + "]:" + std::to_string(port);
-}
-
 // Copies `a` into the caller's buffer, in the socket's family (IPv4 as ::ffff:a.b.c.d for an
 // AF_INET6 socket), truncating like the kernel.
 void copy_out(int family, const sockaddr_storage& a, sockaddr* out, socklen_t* out_len) {
