@@ -130,7 +130,11 @@ std::uint32_t compute_icrc(std::span<const std::uint8_t> span, CrcKind kind) {
 
 class Decoder {
  public:
-  explicit Decoder(Packet& p) : p_(p), d_(p.data.data()), size_(p.data.size()) {}
+  explicit Decoder(Packet& p)
+      : p_(p),
+        d_(p.data.data()),
+        size_(p.data.size()),
+        want_(p.want != nullptr ? p.want : kAll.data()) {}
 
   void run() {
     add(FieldId::frame_number, 0, 0, p_.number);
@@ -173,6 +177,12 @@ class Decoder {
   Packet& p_;
   const std::uint8_t* d_;
   std::size_t size_;
+  const std::uint8_t* want_;  // per FieldId: record it (Packet::want)
+  static constexpr std::array<std::uint8_t, static_cast<std::size_t>(FieldId::count_)> kAll = [] {
+    std::array<std::uint8_t, static_cast<std::size_t>(FieldId::count_)> a{};
+    a.fill(1);
+    return a;
+  }();
   // Fields are collected here and appended to p_.fields in one go (when full, and at the end of
   // run()): a store per field instead of a push_back (a call that reloads the vector's end).
   // buf_ needs no initialisation; cur_ is a pointer so that the stores cannot alias it.
@@ -180,6 +190,7 @@ class Decoder {
   Field* cur_ = buf_.data();
 
   void add(FieldId id, std::size_t off, std::size_t len, std::uint64_t v) {
+    if (want_[static_cast<std::size_t>(id)] == 0) return;
     if (cur_ == buf_.data() + buf_.size()) [[unlikely]]
       flush();
     *cur_++ = Field{id, static_cast<std::uint32_t>(off), static_cast<std::uint32_t>(len), v};
@@ -343,8 +354,10 @@ void Decoder::erf() {
   // tshark's frame.len / frame.cap_len for ERF: the record's wire length and what follows the
   // ERF header.
   p_.wire_len = get16(d_ + 14);
-  buf_[3].value = p_.wire_len;  // frame.len, frame.cap_len: the first fields, not flushed yet
-  buf_[4].value = size_ - 16;
+  for (Field* f = buf_.data(); f != cur_; ++f) {  // the first fields, not flushed yet
+    if (f->id == FieldId::frame_len) f->value = p_.wire_len;
+    if (f->id == FieldId::frame_cap_len) f->value = size_ - 16;
+  }
   if ((d_[8] & 0x80U) != 0) {
     for (;;) {  // extension headers: 8 bytes each, bit 7 of the first byte = another follows
       if (!need(off, 8, "ERF extension header")) return;
@@ -394,9 +407,14 @@ void Decoder::lrh(std::size_t off, std::size_t end) {
   if (!need(off + 8, 2, "VCRC", end)) return;
   const std::size_t vcrc_off = end - 2;
   const std::uint16_t vwire = get16(d_ + vcrc_off);
-  const std::uint16_t vcomp = vcrc16(p_.data.subspan(off, vcrc_off - off));
   const std::uint16_t vle = static_cast<std::uint16_t>((vwire >> 8) | ((vwire & 0xffU) << 8));
-  p_.vcrc = vcomp == vle ? CrcStatus::Good : CrcStatus::Bad;
+  std::uint16_t vcomp = vle;
+  if (want_[static_cast<std::size_t>(FieldId::vcrc_bad)] == 0) {  // no verdict shown: unchecked
+    p_.vcrc = CrcStatus::Unchecked;
+  } else {
+    vcomp = vcrc16(p_.data.subspan(off, vcrc_off - off));
+    p_.vcrc = vcomp == vle ? CrcStatus::Good : CrcStatus::Bad;
+  }
   switch (lnh) {
     case 3:
       grh(off + 8, vcrc_off, CrcKind::Native, off);
@@ -586,7 +604,13 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   }
   if (pad > plen) p_.pad = 0;
 
-  // ICRC: computed over [crc_start, icrc_off) with the variant fields masked, stored LE.
+  // ICRC: computed over [crc_start, icrc_off) with the variant fields masked, stored LE. Not
+  // checked when the output shows no verdict (Packet::want without ibsniff.icrc.bad).
+  if (want_[static_cast<std::size_t>(FieldId::icrc_bad)] == 0) {
+    add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
+    p_.icrc = CrcStatus::Unchecked;
+    return;
+  }
   if (p_.defer_icrc) {
     add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
     p_.icrc_deferred = true;
@@ -659,7 +683,8 @@ void finish_icrc(Packet& p) {
   const std::uint32_t wire = le32(p.data.data() + p.icrc_off);
   p.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
   if (p.icrc == CrcStatus::Bad) {
-    p.fields.push_back(Field{FieldId::icrc_bad, p.icrc_off, 4, 1});
+    if (p.want == nullptr || p.want[static_cast<std::size_t>(FieldId::icrc_bad)] != 0)
+      p.fields.push_back(Field{FieldId::icrc_bad, p.icrc_off, 4, 1});
     p.notes.push_back(
         Note{Severity::Warn, "ICRC bad: computed 0x{0:08x}, frame has 0x{1:08x}", comp, wire});
   }

@@ -27,4 +27,9 @@ std::optional<FieldId> field_by_name(std::string_view name) {
   return std::nullopt;
 }
 
+bool sdp_layer_field(FieldId id) {
+  const std::string_view name = field_def(id).name;
+  return name.starts_with("infiniband_sdp.") || name.starts_with("ibsniff.sdp.");
+}
+
 }  // namespace ibsniff

@@ -971,6 +971,26 @@ bool Filter::eval(std::uint32_t node, const Packet& p, const TimeRef& ref) const
   }
 }
 
+void Filter::add_fields_to(FieldSet& set) const {
+  for (const Node& n : nodes_) {
+    switch (n.kind) {
+      case Kind::Present:
+      case Kind::Compare:
+      case Kind::In:
+        set.add(n.field);
+        break;
+      case Kind::Protocol:
+        for (std::size_t i = 0; i < static_cast<std::size_t>(FieldId::count_); ++i)
+          if (bytes_[n.a + i] != 0) set.add(static_cast<FieldId>(i));
+        break;
+      case Kind::And:
+      case Kind::Or:
+      case Kind::Not:
+        break;
+    }
+  }
+}
+
 bool Filter::matches(const Packet& p, const TimeRef& ref) const {
   return eval(root_, p, ref);
 }

@@ -1,10 +1,8 @@
 // ibsniff: InfiniBand / RoCE / SDP dissector CLI (tshark-compatible field names and renderings).
 #include <CLI/CLI.hpp>
-#include <condition_variable>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
-#include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -86,15 +84,32 @@ bool parse_fields_options(const std::vector<std::string>& names,
   return true;
 }
 
+// Waits until `a` differs from `old` and returns its value: spins a while first, the other thread
+// being busy on the other core, then sleeps (a futex wake-up costs tens of microseconds on a VM).
+std::size_t wait_change(const std::atomic<std::size_t>& a, std::size_t old) {
+  for (int i = 0; i < 20000; ++i) {
+    const std::size_t v = a.load(std::memory_order_acquire);
+    if (v != old) return v;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  for (;;) {
+    a.wait(old, std::memory_order_acquire);
+    const std::size_t v = a.load(std::memory_order_acquire);
+    if (v != old) return v;
+  }
+}
+
 // -T fields from a capture file, on two threads: reading, decoding, the SDP layer and the display
-// filter on one; the ICRC check (when no display filter needs it), rendering and output on the
-// other, a batch of packets at a time. Packets whose
-// bytes are not stable (read by libpcap rather than from the file's mapping) are copied. Returns
-// the number of packets printed.
+// filter on one; rendering and output on the other (and half of the ICRC checks, when no display
+// filter needs them), a batch of packets at a time, handed over through a ring of batches.
+// Packets whose bytes are not stable (read by libpcap rather than from the file's mapping) are
+// copied. Returns the number of packets printed.
 long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
                           const std::optional<ibsniff::Filter>& filter, long long count,
-                          ibsniff::FieldsLine& line, std::string* error) {
-  constexpr std::size_t kBatch = 512, kBatches = 4;
+                          ibsniff::FieldsLine& line, const std::uint8_t* want, std::string* error) {
+  constexpr std::size_t kBatch = 512, kBatches = 4, kAhead = 4;
   struct Slot {
     ibsniff::Packet p;
     std::vector<std::uint8_t> own;
@@ -106,31 +121,28 @@ long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
     bool last = false;
   };
   std::vector<Batch> batches(kBatches);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::size_t> full, empty;
-  for (std::size_t i = 0; i < kBatches; ++i) empty.push_back(i);
+  // Batch k lives in batches[k % kBatches]; the producer fills batch `produced` once the
+  // consumer's count `consumed` is within kBatches of it.
+  std::atomic<std::size_t> produced{0}, consumed{0};
   long long n = 0;
   std::thread producer([&] {
     ibsniff::TimeRef ref;
-    for (bool done = false; !done;) {
-      std::size_t b = 0;
-      {
-        std::unique_lock lk(mu);
-        cv.wait(lk, [&] { return !empty.empty(); });
-        b = empty.front();
-        empty.pop_front();
-      }
-      Batch& batch = batches[b];
+    std::size_t seen_consumed = 0;
+    for (std::size_t k = 0;; ++k) {
+      while (k - seen_consumed >= kBatches) seen_consumed = wait_change(consumed, seen_consumed);
+      Batch& batch = batches[k % kBatches];
       batch.n = 0;
+      bool done = false;
       while (batch.n < kBatch) {
         if (count >= 0 && n >= count) {
           done = true;
           break;
         }
         Slot& s = batch.slots[batch.n];
-        // The ICRC is checked on the rendering thread, unless the display filter needs it.
-        s.p.defer_icrc = !filter;
+        // Every other packet's ICRC is checked on the rendering thread, unless the display filter
+        // needs it.
+        s.p.defer_icrc = !filter && (batch.n & 1U) != 0;
+        s.p.want = want;
         if (!reader.next(s.p, error)) {
           done = true;
           break;
@@ -147,24 +159,29 @@ long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
       }
       batch.ref = ref;
       batch.last = done;
-      {
-        std::lock_guard lk(mu);
-        full.push_back(b);
-      }
-      cv.notify_all();
+      produced.store(k + 1, std::memory_order_release);
+      produced.notify_one();
+      if (done) return;
     }
   });
   std::string out;
-  for (bool last = false; !last;) {
-    std::size_t b = 0;
-    {
-      std::unique_lock lk(mu);
-      cv.wait(lk, [&] { return !full.empty(); });
-      b = full.front();
-      full.pop_front();
-    }
-    Batch& batch = batches[b];
+  std::size_t seen_produced = 0;
+  for (std::size_t k = 0;; ++k) {
+    while (seen_produced <= k) seen_produced = wait_change(produced, seen_produced);
+    Batch& batch = batches[k % kBatches];
     for (std::size_t i = 0; i < batch.n; ++i) {
+      // The field records were written on the other core, and the frame's headers (which IP
+      // addresses and byte fields are rendered from) read there some time ago: fetch a later
+      // packet's while this one is rendered (a miss each otherwise).
+      if (i + kAhead < batch.n) {
+        const ibsniff::Packet& ahead = batch.slots[i + kAhead].p;
+        const char* a = reinterpret_cast<const char*>(ahead.fields.data());
+        const std::size_t bytes = ahead.fields.size() * sizeof(ibsniff::Field);
+        for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(a + o);
+        const auto* d = reinterpret_cast<const char*>(ahead.data.data());
+        __builtin_prefetch(d);
+        if (ahead.data.size() > 64) __builtin_prefetch(d + 64);
+      }
       ibsniff::finish_icrc(batch.slots[i].p);
       line.append(batch.slots[i].p, batch.ref, out);
     }
@@ -172,12 +189,10 @@ long long fields_pipeline(ibsniff::Reader& reader, ibsniff::Session& session,
       std::fwrite(out.data(), 1, out.size(), stdout);
       out.clear();
     }
-    last = batch.last;
-    {
-      std::lock_guard lk(mu);
-      empty.push_back(b);
-    }
-    cv.notify_all();
+    const bool last = batch.last;
+    consumed.store(k + 1, std::memory_order_release);
+    consumed.notify_one();
+    if (last) break;
   }
   producer.join();
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -340,6 +355,17 @@ int main(int argc, char** argv) {
   ibsniff::Packet p;
   ibsniff::Session session;  // CM fields and SDP, which need the capture's history
   for (std::uint32_t q : sdp_qps) session.force_sdp_qp(q);
+  // -T fields shows its columns only: the decoder records those and what -Y reads, and SDP is
+  // followed only when one of them, or -z conv,sdp, needs it.
+  ibsniff::FieldSet wanted;
+  const std::uint8_t* want = nullptr;
+  if (fields_line) {
+    for (const ibsniff::FieldId id : fo.ids) wanted.add(id);
+    if (filter) filter->add_fields_to(wanted);
+    session.set_sdp(conv_sdp || wanted.any_sdp());
+    want = wanted.data();
+  }
+  p.want = want;
   ibsniff::ConvTable conv;
   ibsniff::TimeRef ref;
   long long n = 0;
@@ -347,7 +373,7 @@ int main(int argc, char** argv) {
   const bool pipelined = fields_line && print && !writer && !conv_ib && !reader->live();
   if (pipelined) {
     flush_out();  // the header line
-    n = fields_pipeline(*reader, session, filter, count, *fields_line, &error);
+    n = fields_pipeline(*reader, session, filter, count, *fields_line, want, &error);
   }
   while (!pipelined && (count < 0 || n < count) && reader->next(p, &error)) {
     session.process(p);  // every packet: the SDP layer needs the whole history

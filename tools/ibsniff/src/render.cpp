@@ -244,20 +244,23 @@ FieldsLine::FieldsLine(std::span<const FieldId> columns, std::string_view sep, i
       last_(columns.size()),
       count_(columns.size()) {
   for (std::size_t c = 0; c < columns_.size(); ++c) {
+    defs_.push_back(&field_def(columns_[c]));
     std::uint32_t& col = column_of_[static_cast<std::size_t>(columns_[c])];
-    if (col == kNone)
+    if (col == kNone) {
       col = static_cast<std::uint32_t>(c);
-    else
+    } else {
       same_as_[c] = col;
+      has_repeats_ = true;
+    }
   }
 }
 
 namespace {
 
-// One occurrence's rendering into the line's buffer (room made by the caller).
-[[gnu::always_inline]] inline char* put_value(const Packet& p, const Field& f, const TimeRef& ref,
-                                              char* o) {
-  const FieldDef& def = field_def(f.id);
+// One occurrence's rendering into the line's buffer (room made by the caller). `def` is the
+// field's (a column's field is known in advance: no lookup by f.id).
+[[gnu::always_inline]] inline char* put_value(const Packet& p, const Field& f, const FieldDef& def,
+                                              const TimeRef& ref, char* o) {
   if (def.type == Ft::Bytes) {
     const std::size_t n =
         f.off < p.data.size() ? std::min<std::size_t>(f.len, p.data.size() - f.off) : 0;
@@ -280,53 +283,69 @@ namespace {
 }  // namespace
 
 void FieldsLine::append(const Packet& p, const TimeRef& ref, std::string& out) {
+  // Locals rather than members below: the stores into the line's chars could alias the members,
+  // and the compiler would reload them at every column.
+  const std::size_t ncol = columns_.size();
+  const std::size_t nfield = p.fields.size();
+  const Field* const fields = p.fields.data();
+  const std::uint32_t* const column_of = column_of_.data();
+  if (next_.size() < nfield) next_.resize(nfield);
+  std::uint32_t* const count = count_.data();
+  std::uint32_t* const first = first_.data();
+  std::uint32_t* const last = last_.data();
+  std::uint32_t* const next = next_.data();
   // The occurrences of each column's field, in order; and an upper bound on the line's length.
-  std::fill(count_.begin(), count_.end(), 0U);
-  if (next_.size() < p.fields.size()) next_.resize(p.fields.size());
-  std::size_t bound = columns_.size() * (sep_.size() + 1) + 1;
-  for (std::size_t i = 0; i < p.fields.size(); ++i) {
-    const Field& f = p.fields[i];
-    const std::uint32_t c = column_of_[static_cast<std::size_t>(f.id)];
+  std::fill_n(count, ncol, 0U);
+  std::size_t bound = ncol * (sep_.size() + 1) + 1;
+  for (std::size_t i = 0; i < nfield; ++i) {
+    const Field& f = fields[i];
+    const std::uint32_t c = column_of[static_cast<std::size_t>(f.id)];
     if (c == kNone) continue;
     const auto idx = static_cast<std::uint32_t>(i);
-    if (count_[c]++ == 0)
-      first_[c] = idx;
+    if (count[c]++ == 0)
+      first[c] = idx;
     else
-      next_[last_[c]] = idx;
-    last_[c] = idx;
-    bound += field_def(f.id).type == Ft::Bytes ? 2 * std::size_t{f.len} + 1 : kFixedMax + 1;
+      next[last[c]] = idx;
+    last[c] = idx;
+    bound += defs_[c]->type == Ft::Bytes ? 2 * std::size_t{f.len} + 1 : kFixedMax + 1;
   }
-  for (std::size_t c = 0; c < columns_.size(); ++c) {  // a field asked for twice
-    if (same_as_[c] == kNone) continue;
-    const std::uint32_t s = same_as_[c];
-    count_[c] = count_[s];
-    first_[c] = first_[s];
-    last_[c] = last_[s];
-    for (std::uint32_t n = 0, i = first_[s]; n < count_[s]; ++n, i = next_[i])
-      bound += field_def(p.fields[i].id).type == Ft::Bytes ? 2 * std::size_t{p.fields[i].len} + 1
-                                                           : kFixedMax + 1;
+  if (has_repeats_) {
+    for (std::size_t c = 0; c < ncol; ++c) {  // a field asked for twice
+      if (same_as_[c] == kNone) continue;
+      const std::uint32_t s = same_as_[c];
+      count[c] = count[s];
+      first[c] = first[s];
+      last[c] = last[s];
+      for (std::uint32_t n = 0, i = first[s]; n < count[s]; ++n, i = next[i])
+        bound += defs_[c]->type == Ft::Bytes ? 2 * std::size_t{fields[i].len} + 1 : kFixedMax + 1;
+    }
   }
   if (buf_.size() < bound) buf_.resize(std::max(bound, 2 * buf_.size()));
+  const FieldDef* const* const defs = defs_.data();
+  const char* const sep = sep_.data();
+  const std::size_t sep_len = sep_.size();
+  const int occurrence = occurrence_;
   char* const start = buf_.data();
   char* o = start;
-  for (std::size_t c = 0; c < columns_.size(); ++c) {
-    if (c > 0) o = std::copy(sep_.begin(), sep_.end(), o);
-    const std::uint32_t n = count_[c];
+  for (std::size_t c = 0; c < ncol; ++c) {
+    if (c > 0) o = std::copy_n(sep, sep_len, o);
+    const std::uint32_t n = count[c];
     if (n == 0) continue;
-    if (occurrence_ == 0) {  // all, comma-separated
-      std::uint32_t i = first_[c];
-      o = put_value(p, p.fields[i], ref, o);
+    const FieldDef& def = *defs[c];
+    if (occurrence == 0) {  // all, comma-separated
+      std::uint32_t i = first[c];
+      o = put_value(p, fields[i], def, ref, o);
       for (std::uint32_t k = 1; k < n; ++k) {
-        i = next_[i];
+        i = next[i];
         *o++ = ',';
-        o = put_value(p, p.fields[i], ref, o);
+        o = put_value(p, fields[i], def, ref, o);
       }
-    } else if (occurrence_ < 0) {  // the last
-      o = put_value(p, p.fields[last_[c]], ref, o);
-    } else if (static_cast<std::uint32_t>(occurrence_) <= n) {  // that one
-      std::uint32_t i = first_[c];
-      for (int k = 1; k < occurrence_; ++k) i = next_[i];
-      o = put_value(p, p.fields[i], ref, o);
+    } else if (occurrence < 0) {  // the last
+      o = put_value(p, fields[last[c]], def, ref, o);
+    } else if (static_cast<std::uint32_t>(occurrence) <= n) {  // that one
+      std::uint32_t i = first[c];
+      for (int k = 1; k < occurrence; ++k) i = next[i];
+      o = put_value(p, fields[i], def, ref, o);
     }
   }
   *o++ = '\n';

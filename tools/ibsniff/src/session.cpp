@@ -254,7 +254,7 @@ void Session::process(Packet& p) {
     if (p.mad_class == 0x07) cm(p);
     return;
   }
-  if (p.opcode < 0x20) rc(p);  // RC transport
+  if (p.opcode < 0x20 && sdp_) rc(p);  // RC transport
 }
 
 }  // namespace ibsniff

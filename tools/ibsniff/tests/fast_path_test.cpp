@@ -21,6 +21,7 @@
 #include "frames.hpp"
 #include "ibsniff/crc.hpp"
 #include "ibsniff/decoder.hpp"
+#include "ibsniff/fields.hpp"
 #include "ibsniff/reader.hpp"
 #include "ibsniff/render.hpp"
 #include "ibsniff/session.hpp"
@@ -122,6 +123,66 @@ TEST(IbsniffFastPath, FieldsLineRendersLikeRenderOccurrences) {
     }
   }
   EXPECT_GT(lines, 1000U);
+}
+
+// -T fields decodes only what its columns need (Packet::want; no SDP layer without an SDP column,
+// no CRC check without its verdict column): every capture, rendered for sets of columns with and
+// without SDP and CRC-verdict fields, prints exactly what a full decode prints.
+TEST(IbsniffFastPath, DecodingOnlyTheColumnsPrintsWhatAFullDecodePrints) {
+  auto id = [](const char* name) { return *field_by_name(name); };
+  std::vector<std::vector<FieldId>> sets = {
+      {id("frame.number"), id("ip.src"), id("udp.srcport"), id("infiniband.bth.opcode"),
+       id("infiniband.bth.psn"), id("infiniband.aeth.syndrome"), id("infiniband.reth.va"),
+       id("infiniband.mad.attributeid"), id("infiniband.cm.req.serviceid"),
+       id("infiniband.invariant.crc")},
+      {id("infiniband_sdp.bsdh.mid"), id("infiniband_sdp.bsdh.bufs"), id("ibsniff.sdp.conn"),
+       id("frame.len")},
+      {id("ibsniff.icrc.bad"), id("ibsniff.vcrc.bad"), id("frame.cap_len"), id("frame.len")},
+      {id("infiniband.lrh.dlid"), id("infiniband.grh.sgid"), id("ibsniff.payload"),
+       id("infiniband.cm.req.private"), id("frame.time_relative")},
+  };
+  std::mt19937 rng(7);  // and random sets of 6 of all the fields
+  for (int k = 0; k < 12; ++k) {
+    std::vector<FieldId> set;
+    for (int j = 0; j < 6; ++j) set.push_back(static_cast<FieldId>(rng() % field_table().size()));
+    sets.push_back(set);
+  }
+  const auto files = captures();
+  ASSERT_FALSE(files.empty());
+  std::size_t lines = 0, sdp_lines = 0;
+  for (const auto& file : files) {
+    SCOPED_TRACE(file.string());
+    for (const auto& columns : sets) {
+      FieldSet want;
+      for (FieldId c : columns) want.add(c);
+      std::string error;
+      auto full_reader = Reader::open(file.string(), &error);
+      auto lean_reader = Reader::open(file.string(), &error);
+      ASSERT_TRUE(full_reader && lean_reader) << error;
+      Session full_session, lean_session;
+      lean_session.set_sdp(want.any_sdp());
+      TimeRef ref;
+      FieldsLine line(columns, "\t", 0);
+      Packet full, lean;
+      lean.want = want.data();
+      while (full_reader->next(full, &error)) {
+        ASSERT_TRUE(lean_reader->next(lean, &error));
+        full_session.process(full);
+        lean_session.process(lean);
+        ref.observe(full);
+        std::string a, b;
+        line.append(full, ref, a);
+        line.append(lean, ref, b);
+        ASSERT_EQ(b, a) << "frame " << full.number;
+        EXPECT_LE(lean.fields.size(), full.fields.size());
+        ++lines;
+        if (full.sdp_mid >= 0 && want.any_sdp()) ++sdp_lines;
+      }
+      EXPECT_FALSE(lean_reader->next(lean, &error));
+    }
+  }
+  EXPECT_GT(lines, 1000U);
+  EXPECT_GT(sdp_lines, 100U);  // the SDP columns were exercised
 }
 
 struct Record {

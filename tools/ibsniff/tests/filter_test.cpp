@@ -221,6 +221,32 @@ TEST(IbsniffFilter, ProtocolNamesTestForAnyOfTheirFields) {
   EXPECT_EQ(error_of("infini"), "unknown field 'infini' at column 1");
 }
 
+// add_fields_to: every field a filter reads (a protocol name: each of its fields), nothing more.
+TEST(IbsniffFilter, AddsTheFieldsItReadsToASet) {
+  const auto f = compile(
+      "infiniband.bth.opcode == 4 && !(ip.src == 1.2.3.4) || infiniband_sdp || ibsniff.icrc.bad "
+      "|| infiniband.aeth.msn in {1, 2..5}");
+  ASSERT_TRUE(f);
+  FieldSet set;
+  f->add_fields_to(set);
+  std::size_t sdp = 0;
+  for (std::size_t i = 0; i < field_table().size(); ++i) {
+    const auto id = static_cast<FieldId>(i);
+    const std::string_view name = field_def(id).name;
+    const bool expected = name.starts_with("infiniband_sdp.") || id == FieldId::bth_opcode ||
+                          id == FieldId::ip_src || id == FieldId::icrc_bad ||
+                          id == FieldId::aeth_msn;
+    EXPECT_EQ(set.has(id), expected) << name;
+    if (name.starts_with("infiniband_sdp.")) ++sdp;
+  }
+  EXPECT_GT(sdp, 15U);
+  EXPECT_TRUE(set.any_sdp());
+  FieldSet plain;
+  compile("frame.number > 3")->add_fields_to(plain);
+  EXPECT_TRUE(plain.has(FieldId::frame_number));
+  EXPECT_FALSE(plain.any_sdp());
+}
+
 TEST(IbsniffFilter, PrecedenceParenthesesAndNot) {
   const Packet& p = rc_packet();
   const char* t = "infiniband.bth.opcode == 10";  // true

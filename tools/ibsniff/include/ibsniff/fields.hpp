@@ -3,6 +3,7 @@
 // names are resolved once (field_by_name) and text is produced only on output (render.hpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -339,5 +340,25 @@ std::span<const FieldDef> field_table();
 const FieldDef& field_def(FieldId id);
 // Exact name lookup; nullopt when ibsniff does not know the field.
 std::optional<FieldId> field_by_name(std::string_view name);
+// Whether a field belongs to the SDP layer (infiniband_sdp.*, ibsniff.sdp.*): the fields that
+// Session adds to RC packets of SDP connections.
+bool sdp_layer_field(FieldId id);
+
+// A set of fields: those an output needs (Packet::want, Session::set_sdp).
+class FieldSet {
+ public:
+  void add(FieldId id) { on_[static_cast<std::size_t>(id)] = 1; }
+  bool has(FieldId id) const { return on_[static_cast<std::size_t>(id)] != 0; }
+  bool any_sdp() const {
+    for (std::size_t i = 0; i < on_.size(); ++i)
+      if (on_[i] != 0 && sdp_layer_field(static_cast<FieldId>(i))) return true;
+    return false;
+  }
+  // One byte per FieldId, nonzero for a member (what the decoder tests per field).
+  const std::uint8_t* data() const { return on_.data(); }
+
+ private:
+  std::array<std::uint8_t, static_cast<std::size_t>(FieldId::count_)> on_{};
+};
 
 }  // namespace ibsniff

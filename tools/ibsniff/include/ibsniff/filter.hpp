@@ -69,6 +69,9 @@ class Filter {
   // Whether a decoded packet passes. `ref` is the capture's first-packet time, used by
   // frame.time_relative only (unset: the packet's relative time is 0, as for the first packet).
   bool matches(const Packet& p, const TimeRef& ref = {}) const;
+  // Adds to `set` every field the filter reads (a protocol name: all of that protocol's fields),
+  // so that a decoder told to record only `set` (Packet::want) gives matches() what it needs.
+  void add_fields_to(FieldSet& set) const;
 
  private:
   friend class FilterParser;

@@ -32,7 +32,9 @@ struct Note {
   const char* subject = "";
 };
 
-enum class CrcStatus : std::uint8_t { Absent, Good, Bad };
+// Unchecked: the CRC is there but was not verified, the output showing no verdict (Packet::want
+// without ibsniff.icrc.bad / ibsniff.vcrc.bad).
+enum class CrcStatus : std::uint8_t { Absent, Unchecked, Good, Bad };
 enum class Proto : std::uint8_t { Other, InfiniBand, RoCE, RRoCE };
 enum class AddrKind : std::uint8_t { None, Lid, Gid, Ipv4, Ipv6 };
 
@@ -75,6 +77,12 @@ struct Packet {
   // Input to the decoder, kept across clear(): leave the ICRC check to finish_icrc()
   // (decoder.hpp), so that another thread can do it. The invariant.crc field is added anyway.
   bool defer_icrc = false;
+  // Input to the decoder, kept across clear(): when set, one byte per FieldId (FieldSet::data())
+  // and the decoder records only the fields whose byte is nonzero — for an output that reads
+  // nothing else (-T fields). The summary members above and below are set in any case, except
+  // that an ICRC / VCRC is verified only when ibsniff.icrc.bad / ibsniff.vcrc.bad is in the set
+  // (CrcStatus::Unchecked otherwise). nullptr: every field, every check.
+  const std::uint8_t* want = nullptr;
   // Set by the decoder when it left the ICRC check for later: how to compute it.
   bool icrc_deferred = false;
   std::uint8_t icrc_kind = 0;

@@ -60,6 +60,8 @@ class FieldsLine {
   int occurrence_ = 0;
   std::vector<std::uint32_t> column_of_;  // per FieldId: its first column, or kNone
   std::vector<std::uint32_t> same_as_;    // per column: an earlier column of the same field
+  bool has_repeats_ = false;              // some column's same_as_ is set
+  std::vector<const FieldDef*> defs_;     // per column: its field's definition
   // Per packet: each column's occurrences as a chain through next_ (field indices).
   std::vector<std::uint32_t> first_, last_, count_, next_;
   std::vector<char> buf_;

@@ -22,12 +22,18 @@ class Session {
  public:
   // Treat RC traffic to this QP as SDP even without its CM exchange (--sdp QP).
   void force_sdp_qp(std::uint32_t qpn) { follower_.force_qp(qpn); }
+  // Whether RC packets are followed as SDP (default: on). Off — for an output that shows no SDP
+  // field (FieldSet::any_sdp()) and no SDP statistics — SDP messages are not decoded: no SDP
+  // fields, notes or Packet::sdp_mid, and the follower counts no messages. CM is decoded in any
+  // case.
+  void set_sdp(bool on) noexcept { sdp_ = on; }
   // Adds CM and SDP fields and notes to an already decoded packet.
   void process(Packet& p);
   const sdp::Follower& follower() const noexcept { return follower_; }
 
  private:
   sdp::Follower follower_;
+  bool sdp_ = true;
   // Text of this packet's dynamic notes (a note's subject points here until the next packet).
   std::array<std::string, 4> note_text_;
   std::size_t notes_used_ = 0;
