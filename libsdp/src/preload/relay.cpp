@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -648,6 +649,18 @@ class Relay {
 
 Relay* g_relay = nullptr;
 std::once_flag g_once;
+std::atomic<bool> g_exiting{false};
+
+// Registered when the relay is first used, so it runs before the libraries' own destructors
+// (static objects of libsdp, the finalizers of libibverbs, librdmacm and libnl): the relay thread
+// finishes the batch it is working on and is then held on its lock for good, so nothing uses
+// those libraries while they are torn down. (Without it, a program that returned from main with
+// connections still being relayed crashed now and then in exit: the relay thread in sdp_close or
+// ibv_poll_cq against objects exit had freed.)
+void at_exit() {
+  g_exiting.store(true);
+  if (g_relay != nullptr) g_relay->mu.lock();  // never unlocked: the process is ending
+}
 
 void atfork_prepare() {
   if (g_relay != nullptr) g_relay->mu.lock();
@@ -663,11 +676,16 @@ Relay& relay() {
   std::call_once(g_once, [] {
     g_relay = new Relay();  // never destroyed: the thread may run until exit
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    std::atexit(at_exit);
   });
   return *g_relay;
 }
 
 }  // namespace
+
+bool exiting() noexcept {
+  return g_exiting.load(std::memory_order_relaxed);
+}
 
 std::string describe(const sockaddr* a) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -830,19 +848,32 @@ std::optional<Endpoint> claim_accepted(int /*listener_fd*/, int fd) {
 
 std::optional<Endpoint> lookup(int fd, bool wait) {
   if (g_relay == nullptr) return std::nullopt;
+  {
+    // The common case first, with no system call: a process with no relayed socket at all.
+    std::lock_guard<std::mutex> lock(g_relay->mu);
+    if (g_relay->endpoints.empty()) return std::nullopt;
+  }
   const std::uint64_t ino = inode_of(fd);
-  sockaddr_storage self{}, peer{};
-  socklen_t sl = sizeof self, pl = sizeof peer;
-  const bool have_self = libc().getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0;
-  const bool have_peer = libc().getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) == 0;
+  Registered reg;
+  {
+    std::lock_guard<std::mutex> lock(g_relay->mu);
+    const auto it = g_relay->endpoints.find(ino);
+    if (it == g_relay->endpoints.end()) return std::nullopt;
+    reg = it->second;
+  }
+  // A recycled inode (the socket was closed, another one got its number) has another port:
+  // forget the entry.
+  sockaddr_storage a{};
+  socklen_t al = sizeof a;
+  const bool same =
+      (reg.by_peer ? libc().getpeername(fd, reinterpret_cast<sockaddr*>(&a), &al)
+                   : libc().getsockname(fd, reinterpret_cast<sockaddr*>(&a), &al)) == 0 &&
+      port_of(a) == reg.port;
   std::unique_lock<std::mutex> lock(g_relay->mu);
   auto it = g_relay->endpoints.find(ino);
   if (it == g_relay->endpoints.end()) return std::nullopt;
-  // A recycled inode (the socket was closed, another one got its number): forget the entry.
-  const bool same = it->second.by_peer ? have_peer && port_of(peer) == it->second.port
-                                       : have_self && port_of(self) == it->second.port;
   if (!same) {
-    g_relay->endpoints.erase(it);
+    if (it->second.conn == reg.conn && it->second.port == reg.port) g_relay->endpoints.erase(it);
     return std::nullopt;
   }
   if (wait && it->second.ep.pending) {

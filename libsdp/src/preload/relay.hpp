@@ -29,6 +29,15 @@ namespace sdp::preload {
 // the relay's lock must never be taken twice).
 extern thread_local int t_internal;
 
+// True once the process has begun to exit (an atexit handler of the relay's): from then on the
+// relay thread is stopped (it would otherwise keep using libsdp, libibverbs and librdmacm while
+// exit tears them down) and the interposers go straight to libc.
+bool exiting() noexcept;
+// Whether an interposer passes its call straight to libc.
+inline bool bypass() noexcept {
+  return t_internal > 0 || exiting();
+}
+
 // What the program's socket stands for.
 struct Endpoint {
   sockaddr_storage local{};  // SDP (or fallback TCP) local address

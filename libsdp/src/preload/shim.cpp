@@ -284,7 +284,7 @@ using namespace sdp::preload;
 extern "C" {
 
 int connect(int fd, const sockaddr* addr, socklen_t len) {
-  if (t_internal > 0 || addr == nullptr || len < sizeof(sockaddr_in) ||
+  if (bypass() || addr == nullptr || len < sizeof(sockaddr_in) ||
       (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || !tcp_socket(fd))
     return libc().connect(fd, addr, len);
   Guard g;
@@ -292,13 +292,13 @@ int connect(int fd, const sockaddr* addr, socklen_t len) {
 }
 
 int listen(int fd, int backlog) {
-  if (t_internal > 0 || !tcp_socket(fd)) return libc().listen(fd, backlog);
+  if (bypass() || !tcp_socket(fd)) return libc().listen(fd, backlog);
   Guard g;
   return do_listen(fd, backlog);
 }
 
 int accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
-  if (t_internal > 0) return libc().accept4(fd, addr, len, flags);
+  if (bypass()) return libc().accept4(fd, addr, len, flags);
   Guard g;
   return do_accept(fd, addr, len, flags);
 }
@@ -308,7 +308,7 @@ int accept(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getpeername(int fd, sockaddr* addr, socklen_t* len) {
-  if (t_internal == 0) {
+  if (!bypass()) {
     Guard g;
     if (const auto ep = lookup(fd, true)) {
       if (ep->error != 0) {
@@ -323,7 +323,7 @@ int getpeername(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getsockname(int fd, sockaddr* addr, socklen_t* len) {
-  if (t_internal == 0) {
+  if (!bypass()) {
     Guard g;
     if (const auto ep = lookup(fd, true); ep && ep->error == 0 && ep->local.ss_family != 0) {
       copy_out(family_of(fd), ep->local, addr, len);
@@ -334,8 +334,8 @@ int getsockname(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int getsockopt(int fd, int level, int name, void* val, socklen_t* len) {
-  if (t_internal == 0 && level == SOL_SOCKET && name == SO_ERROR && val != nullptr &&
-      len != nullptr && *len >= sizeof(int)) {
+  if (!bypass() && level == SOL_SOCKET && name == SO_ERROR && val != nullptr && len != nullptr &&
+      *len >= sizeof(int)) {
     Guard g;
     if (const auto ep = lookup(fd, true); ep && ep->error != 0) {
       std::memcpy(val, &ep->error, sizeof(int));
