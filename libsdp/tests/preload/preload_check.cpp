@@ -6,6 +6,7 @@
 //                                     its stream, then ends its own
 //   preload-check client HOST PORT   the checks below against that server; one line per check
 //                                     ("ok NAME" / "FAIL NAME: why"), exit status 1 on a failure
+//   preload-check pingpong HOST PORT [N]  N (1000) timed round trips of 32 bytes: p50/p99/max
 //
 // Client checks: blocking connect and getpeername; writev (3 iovecs) + recv MSG_WAITALL of
 // 1 MiB; MSG_PEEK; FIONREAD; poll, select and pselect readiness; dup/dup2/dup3 and fcntl
@@ -28,7 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -390,13 +393,49 @@ int client(const char* host, const char* port_s) {
   return failures == 0 ? 0 : 1;
 }
 
+// Round trips of a 32-byte message on one connection, timed: the latency a request/response
+// program sees. Prints "pingpong: N round trips, p50 X us, p99 Y us, max Z us".
+int pingpong(const char* host, const char* port_s, int n) {
+  socklen_t len = 0;
+  const sockaddr_storage a = resolve(host, port_s, &len);
+  const int fd = connect_to(a, len);
+  if (fd < 0) {
+    std::printf("FAIL pingpong: connect: %s\n", std::strerror(errno));
+    return 1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const std::string msg(32, 'p');
+  std::vector<double> us;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!echo(fd, fd, msg)) {
+      std::printf("FAIL pingpong: round trip %d: %s\n", i, std::strerror(errno));
+      return 1;
+    }
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  }
+  close(fd);
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) {
+    return us[static_cast<std::size_t>(q * static_cast<double>(us.size() - 1))];
+  };
+  std::printf("pingpong: %d round trips, p50 %.0f us, p99 %.0f us, max %.0f us\n", n, at(0.5),
+              at(0.99), us.back());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 4 && std::strcmp(argv[1], "pingpong") == 0)
+    return pingpong(argv[2], argv[3], argc > 4 ? std::max(1, std::atoi(argv[4])) : 1000);
   if (argc == 3 && std::strcmp(argv[1], "server") == 0) return serve(std::atoi(argv[2]));
   if (argc == 4 && std::strcmp(argv[1], "client") == 0) return client(argv[2], argv[3]);
   std::fprintf(stderr,
-               "usage: preload-check server PORT | preload-check client HOST PORT\n"
+               "usage: preload-check server PORT | preload-check client HOST PORT |\n"
+               "       preload-check pingpong HOST PORT [N]\n"
                "(a plain socket program: run it with and without libsdp-preload.so)\n");
   return 2;
 }
