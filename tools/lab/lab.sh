@@ -173,21 +173,7 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   QEMU_PIDS=()
-}
-
-port_listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-
-free_port() {
-  local p i
-  for i in $(seq 50); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    if ! ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q .; then
-      echo "$p"
-      return 0
-    fi
-    : "$i"
-  done
-  die "no free TCP port found"
+  if [ -n "${LINK_DIR:-}" ]; then rm -rf "$LINK_DIR"; fi
 }
 
 # start_guest ROLE NETDEV_SPEC EXTRA... ; sets GUEST_PID
@@ -291,34 +277,31 @@ run() {
   trap cleanup EXIT
   trap 'say "interrupted: stopping the guests"; cleanup; trap - EXIT; exit 2' INT TERM HUP
 
-  local t0 port pid_a="" pid_b="" try
+  local t0 pid_a="" pid_b="" link
   t0="$(date +%s.%N)"
-  for try in 1 2 3 4 5; do
-    port="$(free_port)"
-    start_guest a "socket,id=n0,listen=127.0.0.1:$port" \
-      -object "filter-dump,id=f0,netdev=n0,file=$OUT/wire.pcap"
-    pid_a="$GUEST_PID"
-    local i
-    for i in $(seq 100); do
-      port_listening "$port" && break
-      alive "$pid_a" || break
-      sleep 0.05
-    done
-    port_listening "$port" && break
-    if alive "$pid_a"; then die "guest a's qemu does not listen on 127.0.0.1:$port"; fi
-    wait "$pid_a" 2>/dev/null || true
-    QEMU_PIDS=()
-    if grep -qi 'address already in use' "$OUT/.lab/qemu-a.log"; then
-      say "port $port taken, retrying ($try)"
-      continue
-    fi
-    cat "$OUT/.lab/qemu-a.log" >&2
-    die "qemu for guest a failed to start"
+  # The link: a UNIX stream socket between the two qemus. Not qemu's TCP socket backend: Nagle on
+  # that host TCP connection held back every second small frame sent in a row (an RC ACK, then
+  # the next SEND) until the other end's delayed ACK, adding ~40 ms to each SDP round trip. Not
+  # UDP either: its losses under load send rxe into retransmission timeouts. A UNIX socket keeps
+  # qemu's backpressure and has no Nagle.
+  LINK_DIR="$(mktemp -d /tmp/lablink.XXXXXX)"
+  link="$LINK_DIR/link.sock"
+  start_guest a "stream,id=n0,server=on,addr.type=unix,addr.path=$link" \
+    -object "filter-dump,id=f0,netdev=n0,file=$OUT/wire.pcap"
+  pid_a="$GUEST_PID"
+  local i
+  for i in $(seq 100); do
+    [ -S "$link" ] && break
+    alive "$pid_a" || break
+    sleep 0.05
   done
-  port_listening "$port" || die "could not start guest a on a free port"
-  start_guest b "socket,id=n0,connect=127.0.0.1:$port"
+  if [ ! -S "$link" ]; then
+    cat "$OUT/.lab/qemu-a.log" >&2
+    die "qemu for guest a did not open the link socket $link"
+  fi
+  start_guest b "stream,id=n0,server=off,addr.type=unix,addr.path=$link"
   pid_b="$GUEST_PID"
-  say "guests started (link 127.0.0.1:$port, out $OUT, timeout ${timeout}s)"
+  say "guests started (link $link, out $OUT, timeout ${timeout}s)"
 
   local ws_a="" ws_b="" deadline now failed_at="" killed_after_peer="" hung="" infra=""
   deadline=$(($(date +%s) + timeout))
