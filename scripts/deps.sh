@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages InfiniSock builds and tests with (no-op when all are present).
+# Installs the Debian 12 packages InfiniSock builds and tests with (no-op when all are present);
+# the last line: the programs the preload shim is tested with on the host (preload.host).
 set -euo pipefail
 PKGS=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config clang-format python3
@@ -7,6 +8,7 @@ PKGS=(
   libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev zlib1g-dev nlohmann-json3-dev groff-base
+  redis-server redis-tools nginx-light curl wrk iperf3
 )
 missing=()
 for p in "${PKGS[@]}"; do
