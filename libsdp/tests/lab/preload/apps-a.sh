@@ -1,6 +1,6 @@
 # Preload lab, host a (10.99.0.1): unmodified servers from Debian's packages under sdp_run
-# (redis-server, nginx with a master and two forked workers, iperf3), each also reachable over
-# plain TCP (rule `both`). Logs of every decision in $LAB_OUT/*.log.
+# (redis-server, nginx with a master and two forked workers, iperf3) and preload-check's echo
+# server (for round-trip times), each also reachable over plain TCP (rule `both`). Logs of every decision in $LAB_OUT/*.log.
 set -u
 BIN=${LAB_BIN:?}
 RUN="$BIN/sdp_run -v"
@@ -35,10 +35,12 @@ nginx=$!
 ( for i in 1 2; do $RUN iperf3 -s -p 5201 -1; done ) >"$LAB_OUT/iperf3-server.out" \
   2>"$LAB_OUT/iperf3-server.log" &
 iperf=$!
-for p in 6400 8080 5201; do lab_wait_cm_listen "$p" 60 || echo "no SDP listener on $p" >&2; done
+$RUN "$BIN/preload-check" server 7400 >"$LAB_OUT/echo.out" 2>"$LAB_OUT/echo.log" &
+echo_srv=$!
+for p in 6400 8080 5201 7400; do lab_wait_cm_listen "$p" 60 || echo "no SDP listener on $p" >&2; done
 lab_signal servers.up
 lab_wait clients.done 900
-kill "$redis" "$nginx" "$iperf" 2>/dev/null
+kill "$redis" "$nginx" "$iperf" "$echo_srv" 2>/dev/null
 pkill -f "nginx -c /tmp/nginx" 2>/dev/null
 wait 2>/dev/null
 cp /tmp/nginx/error.log "$LAB_OUT/nginx-error.log" 2>/dev/null

@@ -25,4 +25,6 @@ step wrk-tcp wrk -t2 -c8 -d5s http://$A:8080/index.html
 step iperf3-sdp $RUN iperf3 -c $A -p 5201 -t 3 -J
 sleep 1
 step iperf3-tcp iperf3 -c $A -p 5201 -t 3 -J
+step pingpong-sdp $RUN "$BIN/preload-check" pingpong $A 7400 300
+step pingpong-tcp "$BIN/preload-check" pingpong $A 7400 300
 lab_signal clients.done

@@ -22,13 +22,18 @@ expect_file() {  # FILE PATTERN WHAT
 [ "$lab_rc" -eq 0 ] && ok "lab run" || { bad "lab run (status $lab_rc)"; tail -20 "$out/lab.log"; }
 "$ibsniff" -r "$out/wire.pcap" -q -z conv,sdp >"$out/sdp-conv.txt" 2>&1 || bad "ibsniff on the capture"
 
-# SDP connections to PORT that carried at least MIN bytes each way (from ibsniff -z conv,sdp).
-sdp_carried() {  # PORT MIN WHAT
-  awk -v port="$1" -v min="$2" '
+# An SDP connection to PORT that carried at least MIN bytes in direction DIR (from ibsniff
+# -z conv,sdp): up = requester -> responder (client to server), down = the other way, both.
+sdp_carried() {  # PORT DIR MIN WHAT
+  awk -v port="$1" -v dir="$2" -v min="$3" '
     /^#[0-9]+ / { on = index($0, "(port " port ")") > 0 }
     on && /requester -> responder:/ { up = $4 }
-    on && /responder -> requester:/ { if (up + 0 >= min && $4 + 0 >= min) n++ }
-    END { exit n > 0 ? 0 : 1 }' "$out/sdp-conv.txt" && ok "$3" || bad "$3 (see $out/sdp-conv.txt)"
+    on && /responder -> requester:/ {
+      down = $4
+      if ((dir == "up" && up + 0 >= min) || (dir == "down" && down + 0 >= min) ||
+          (dir == "both" && up + 0 >= min && down + 0 >= min)) n++
+    }
+    END { exit n > 0 ? 0 : 1 }' "$out/sdp-conv.txt" && ok "$4" || bad "$4 (see $out/sdp-conv.txt)"
 }
 
 case "$scenario" in
@@ -41,7 +46,7 @@ case "$scenario" in
     expect_file "$B/client.log" "SDP failed (Connection refused: CM REJ.*: TCP" \
       "no SDP listener: the CM reject sends the client to TCP, with the reason"
     expect_file "$A/server.log" "listen \[::\]:7400: SDP and TCP" "server listens on SDP and TCP"
-    sdp_carried 7400 1048576 "the capture shows SDP carrying the 1 MiB echo"
+    sdp_carried 7400 both 1048576 "the capture shows SDP carrying the 1 MiB echo"
     ;;
   apps)
     for f in "$B"/*.rc; do
@@ -55,9 +60,11 @@ case "$scenario" in
     expect_file "$B/curl-index.out" "hello from nginx over SDP" "curl reads nginx's page"
     expect_file "$B/wrk-sdp.out" "Requests/sec" "wrk against nginx over SDP"
     expect_file "$B/iperf3-sdp.out" '"sum_received"' "iperf3 over SDP"
-    sdp_carried 6400 1000 "the capture shows redis traffic on SDP"
-    sdp_carried 8080 4194304 "the capture shows nginx's 4 MiB on SDP"
-    sdp_carried 5201 1000000 "the capture shows iperf3 on SDP"
+    expect_file "$B/pingpong-sdp.out" "pingpong: 300 round trips" "timed round trips over SDP"
+    expect_file "$B/pingpong-sdp.log" "connect 10.99.0.1:7400: SDP$" "the round trips went SDP"
+    sdp_carried 6400 both 1000 "the capture shows redis traffic on SDP"
+    sdp_carried 8080 down 4194304 "the capture shows nginx's 4 MiB on SDP"
+    sdp_carried 5201 up 1000000 "the capture shows iperf3 on SDP"
     # SDP / TCP side by side (no goal under emulation; recorded).
     {
       for t in SET GET; do
@@ -69,6 +76,7 @@ case "$scenario" in
       for k in sdp tcp; do
         python3 -c "import json; d=json.load(open('$B/iperf3-$k.out')); print('iperf3 $k: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" 2>/dev/null
       done
+      for k in sdp tcp; do sed "s/^/$k /" "$B/pingpong-$k.out"; done
     } | tee "$out/ratios.txt"
     ;;
 esac
