@@ -15,6 +15,7 @@
 //    refused (closed at accept).
 // Loopback destinations always stay TCP (they never reach the fabric).
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "relay.hpp"
 #include "rules.hpp"
@@ -94,9 +97,15 @@ Shim& shim() {
   return *s;
 }
 
-// The rules are read when the library loads, so a bad rules file is reported at once.
+bool tcp_socket(int fd);
+void adopt_inherited_listeners();
+
+// The rules are read when the library loads, so a bad rules file is reported at once; and
+// listening sockets inherited through exec get their SDP listener back.
 __attribute__((constructor)) void load_at_start() {
   shim();
+  Guard g;
+  adopt_inherited_listeners();
 }
 
 // An AF_INET/AF_INET6 TCP stream socket?
@@ -217,36 +226,69 @@ int do_connect(int fd, const sockaddr* addr, socklen_t len) {
   return libc().connect(fd, addr, len);
 }
 
-int do_listen(int fd, int backlog) {
+// Gives the listening TCP socket `fd` an SDP listener on the same address when the rules say so.
+// `how` names the occasion in the log ("listen", "inherited listener").
+void mirror_on_sdp(int fd, int backlog, const char* how) {
   Shim& s = shim();
-  if (libc().listen(fd, backlog) != 0) return -1;
-  if (!s.config.valid() || !s.device()) return 0;
+  if (!s.config.valid() || !s.device()) return;
   sockaddr_storage bound{};
   socklen_t bl = sizeof bound;
-  if (libc().getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bl) != 0) return 0;
+  if (libc().getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bl) != 0) return;
   const auto* ba = reinterpret_cast<const sockaddr*>(&bound);
   const std::string where = describe(ba);
   if (is_loopback(ba)) {
-    s.log->log(level::kCalls, "%s: listen %s: loopback address: TCP", s.program, where.c_str());
-    return 0;
+    s.log->log(level::kCalls, "%s: %s %s: loopback address: TCP", s.program, how, where.c_str());
+    return;
   }
   int line = 0;
   const Use use = decide(s.config, Role::Server, s.program, ba, &line);
   if (line > 0)
-    s.log->log(level::kPositive, "%s: listen %s: rule at line %d says %s", s.program, where.c_str(),
-               line, name(use));
-  if (use == Use::Tcp) return 0;
+    s.log->log(level::kPositive, "%s: %s %s: rule at line %d says %s", s.program, how,
+               where.c_str(), line, name(use));
+  if (use == Use::Tcp) return;
   const int sd = sdp_socket(bound.ss_family, SOCK_STREAM, 0);
   if (sd < 0 || sdp_bind(sd, ba, bl) != 0 || sdp_listen(sd, backlog) != 0) {
-    s.log->log(level::kWarning, "%s: listen %s: no SDP listener (%s): TCP only", s.program,
-               where.c_str(), std::strerror(errno));
+    const int e = errno;
+    // An inherited listener whose SDP port is taken: most likely the process that forked this
+    // one still listens there (and delivers to this very socket).
+    s.log->log(e == EADDRINUSE && how[0] == 'i' ? level::kNegative : level::kWarning,
+               "%s: %s %s: no SDP listener (%s): TCP only", s.program, how, where.c_str(),
+               std::strerror(e));
     if (sd >= 0) sdp_close(sd);
-    return 0;
+    return;
   }
   add_listener(fd, sd, use == Use::Sdp);
-  s.log->log(level::kSummary, "%s: listen %s: SDP%s", s.program, where.c_str(),
+  s.log->log(level::kSummary, "%s: %s %s: SDP%s", s.program, how, where.c_str(),
              use == Use::Both ? " and TCP" : " only");
+}
+
+int do_listen(int fd, int backlog) {
+  if (libc().listen(fd, backlog) != 0) return -1;
+  mirror_on_sdp(fd, backlog, "listen");
   return 0;
+}
+
+// Listening sockets this program image got from the one before it (exec keeps descriptors:
+// a server re-executing itself, inetd or systemd handing over its sockets): the SDP listener of
+// the old image did not survive exec, so each gets one again.
+void adopt_inherited_listeners() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return;
+  std::vector<int> fds;
+  while (const dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end != e->d_name && *end == '\0' && fd != dirfd(d)) fds.push_back(static_cast<int>(fd));
+  }
+  closedir(d);
+  for (const int fd : fds) {
+    int listening = 0;
+    socklen_t l = sizeof listening;
+    if (!tcp_socket(fd) || libc().getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l) != 0 ||
+        listening == 0)
+      continue;
+    mirror_on_sdp(fd, SOMAXCONN, "inherited listener");
+  }
 }
 
 int do_accept(int fd, sockaddr* addr, socklen_t* len, int flags) {

@@ -7,10 +7,13 @@
 //   preload-check client HOST PORT   the checks below against that server; one line per check
 //                                     ("ok NAME" / "FAIL NAME: why"), exit status 1 on a failure
 //   preload-check pingpong HOST PORT [N]  N (1000) timed round trips of 32 bytes: p50/p99/max
+//   preload-check server-exec PORT   listens, then execs itself to serve on the inherited
+//                                     listening socket (the shim must carry it over exec)
 //
 // Client checks: blocking connect and getpeername; writev (3 iovecs) + recv MSG_WAITALL of
 // 1 MiB; MSG_PEEK; FIONREAD; poll, select and pselect readiness; dup/dup2/dup3 and fcntl
-// (O_NONBLOCK, FD_CLOEXEC); fork (the child writes on the inherited socket); nonblocking
+// (O_NONBLOCK, FD_CLOEXEC); fork (the child writes on the inherited socket); fork + exec (the
+// new program echoes on the inherited socket); nonblocking
 // connect (EINPROGRESS, POLLOUT, SO_ERROR); one socket in two epoll sets; EPOLLONESHOT;
 // readv/recvmsg with several iovecs; sendfile; setsockopt TCP_NODELAY / SO_KEEPALIVE /
 // SO_RCVBUF / SO_SNDBUF / SO_LINGER; shutdown(SHUT_WR) → EOF and EPOLLRDHUP; a refused connect.
@@ -67,9 +70,12 @@ sockaddr_storage resolve(const char* host, const char* port, socklen_t* len) {
   return a;
 }
 
+const char* g_self = "";  // this program's path (for exec)
+
 // ---- server ----
 
-int serve(int port) {
+// A listening socket on [::]:port (IPv4 too), or -1.
+int listen_on(int port) {
   const int l = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
   int one = 1, zero = 0;
   setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -80,8 +86,33 @@ int serve(int port) {
   a.sin6_port = htons(static_cast<std::uint16_t>(port));
   if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 64) != 0) {
     std::perror("preload-check server: bind/listen");
-    return 2;
+    close(l);
+    return -1;
   }
+  return l;
+}
+
+// The echo server on the listening socket `l`.
+int serve_on(int l, int port);
+
+int serve(int port) {
+  const int l = listen_on(port);
+  return l < 0 ? 2 : serve_on(l, port);
+}
+
+// Listens, then execs itself as `serve-fd FD`: the new program image serves on the inherited
+// listening socket (as a server re-executing itself, or started with its sockets, does).
+int serve_after_exec(const char* self, int port) {
+  const int l = listen_on(port);
+  if (l < 0) return 2;
+  const std::string fd = std::to_string(l), p = std::to_string(port);
+  std::fflush(stdout);
+  execl(self, "preload-check", "serve-fd", fd.c_str(), p.c_str(), static_cast<char*>(nullptr));
+  std::perror("preload-check server-exec: exec");
+  return 2;
+}
+
+int serve_on(int l, int port) {
   const int ep = epoll_create1(0);
   epoll_event e{};
   e.events = EPOLLIN | EPOLLET;
@@ -310,6 +341,18 @@ int client(const char* host, const char* port_s) {
     check(WIFEXITED(st) && WEXITSTATUS(st) == 0 && r == 10 && std::memcmp(b, "from-child", 10) == 0,
           "fork: the child writes, the parent reads the echo", "no echo");
   }
+  {  // fork + exec: the exec'd program writes on the inherited socket and reads its echo
+    const std::string fd_s = std::to_string(fd);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl(g_self, "preload-check", "echo-fd", fd_s.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "fork + exec: the new program echoes on the inherited socket", "its check failed");
+  }
   {  // sendfile
     char path[] = "/tmp/preload-check-XXXXXX";
     const int tf = mkstemp(path);
@@ -426,16 +469,30 @@ int pingpong(const char* host, const char* port_s, int n) {
   return 0;
 }
 
+// `echo-fd FD`, run by the client's fork + exec check: a message and its echo on FD.
+int echo_fd(int fd) {
+  return echo(fd, fd, "after-exec") ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  char self[4096];
+  const ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[sl > 0 ? sl : 0] = '\0';
+  g_self = self;
+  if (argc == 3 && std::strcmp(argv[1], "server-exec") == 0)
+    return serve_after_exec(self, std::atoi(argv[2]));
+  if (argc == 4 && std::strcmp(argv[1], "serve-fd") == 0)
+    return serve_on(std::atoi(argv[2]), std::atoi(argv[3]));
+  if (argc == 3 && std::strcmp(argv[1], "echo-fd") == 0) return echo_fd(std::atoi(argv[2]));
   if (argc >= 4 && std::strcmp(argv[1], "pingpong") == 0)
     return pingpong(argv[2], argv[3], argc > 4 ? std::max(1, std::atoi(argv[4])) : 1000);
   if (argc == 3 && std::strcmp(argv[1], "server") == 0) return serve(std::atoi(argv[2]));
   if (argc == 4 && std::strcmp(argv[1], "client") == 0) return client(argv[2], argv[3]);
   std::fprintf(stderr,
                "usage: preload-check server PORT | preload-check client HOST PORT |\n"
-               "       preload-check pingpong HOST PORT [N]\n"
+               "       preload-check pingpong HOST PORT [N] | preload-check server-exec PORT\n"
                "(a plain socket program: run it with and without libsdp-preload.so)\n");
   return 2;
 }

@@ -5,4 +5,6 @@ lab_wait server.up 120
 timeout 300 "$BIN/sdp_run" -v "$BIN/preload-check" client 10.99.0.1 7400 \
   >"$LAB_OUT/client.out" 2>"$LAB_OUT/client.log"
 echo $? >"$LAB_OUT/client.rc"
+timeout 120 "$BIN/sdp_run" -v "$BIN/preload-check" pingpong 10.99.0.1 7410 20 \
+  >"$LAB_OUT/after-exec.out" 2>"$LAB_OUT/after-exec.log"
 lab_signal client.done

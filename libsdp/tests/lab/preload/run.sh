@@ -47,6 +47,11 @@ case "$scenario" in
       "no SDP listener: the CM reject sends the client to TCP, with the reason"
     expect_file "$A/server.log" "listen \[::\]:7400: SDP and TCP" "server listens on SDP and TCP"
     sdp_carried 7400 both 1048576 "the capture shows SDP carrying the 1 MiB echo"
+    expect_file "$A/server-exec.log" "inherited listener \[::\]:7410: SDP and TCP" \
+      "a listener inherited through exec gets its SDP listener back"
+    expect_file "$B/after-exec.out" "pingpong: 20 round trips" "round trips to the exec'd server"
+    expect_file "$B/after-exec.log" "connect 10.99.0.1:7410: SDP$" "... over SDP"
+    sdp_carried 7410 both 640 "the capture shows SDP carrying them"
     ;;
   apps)
     for f in "$B"/*.rc; do
