@@ -9,14 +9,17 @@
 //   preload-check pingpong HOST PORT [N]  N (1000) timed round trips of 32 bytes: p50/p99/max
 //   preload-check server-exec PORT   listens, then execs itself to serve on the inherited
 //                                     listening socket (the shim must carry it over exec)
+//   preload-check fallback HOST PORT  a blocking and a nonblocking connect, timed, each echoed
+//                                     (against a server without SDP: the TCP fallback's speed)
 //
-// Client checks: blocking connect and getpeername; writev (3 iovecs) + recv MSG_WAITALL of
-// 1 MiB; MSG_PEEK; FIONREAD; poll, select and pselect readiness; dup/dup2/dup3 and fcntl
-// (O_NONBLOCK, FD_CLOEXEC); fork (the child writes on the inherited socket); fork + exec (the
-// new program echoes on the inherited socket); nonblocking
-// connect (EINPROGRESS, POLLOUT, SO_ERROR); one socket in two epoll sets; EPOLLONESHOT;
-// readv/recvmsg with several iovecs; sendfile; setsockopt TCP_NODELAY / SO_KEEPALIVE /
-// SO_RCVBUF / SO_SNDBUF / SO_LINGER; shutdown(SHUT_WR) → EOF and EPOLLRDHUP; a refused connect.
+// Client checks: blocking connect and getpeername/getsockname; writev (3 iovecs) + recv
+// MSG_WAITALL of 1 MiB; sendmsg (3 iovecs) + recvfrom; sendto + MSG_DONTWAIT; write/read;
+// MSG_PEEK; FIONREAD; poll, ppoll, select and pselect readiness; level-triggered epoll;
+// readv/recvmsg with several iovecs; setsockopt TCP_NODELAY / SO_KEEPALIVE / SO_RCVBUF /
+// SO_SNDBUF / SO_LINGER and getsockopt back; dup/dup2/dup3 and fcntl (O_NONBLOCK, FD_CLOEXEC);
+// fork (the child writes on the inherited socket); fork + exec (the new program echoes on the
+// inherited socket); sendfile; one socket in two epoll sets; EPOLLONESHOT; shutdown(SHUT_WR) →
+// EOF and EPOLLRDHUP; nonblocking connect (EINPROGRESS, POLLOUT, SO_ERROR); a refused connect.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -268,6 +271,83 @@ int client(const char* host, const char* port_s) {
     check(p == 8 && r == 8 && std::memcmp(b, "peekaboo", 8) == 0 && std::memcmp(c, b, 8) == 0,
           "MSG_PEEK then recv", "peeked bytes differ");
   }
+  {  // sendmsg (3 iovecs) + recvfrom; sendto + MSG_DONTWAIT; write + read; ppoll
+    char a1[] = "send", a2[] = "msg-", a3[] = "iov";
+    iovec sv[3] = {{a1, 4}, {a2, 4}, {a3, 3}};
+    msghdr sm{};
+    sm.msg_iov = sv;
+    sm.msg_iovlen = 3;
+    const ssize_t w = sendmsg(fd, &sm, MSG_NOSIGNAL);
+    char got[11];
+    sockaddr_storage from{};
+    socklen_t fl = sizeof from;
+    const ssize_t r =
+        recvfrom(fd, got, sizeof got, MSG_WAITALL, reinterpret_cast<sockaddr*>(&from), &fl);
+    check(w == 11 && r == 11 && std::memcmp(got, "sendmsg-iov", 11) == 0,
+          "sendmsg 3 iovecs + recvfrom MSG_WAITALL", "bytes differ");
+    const ssize_t t = sendto(fd, "dontwait", 8, MSG_NOSIGNAL, nullptr, 0);
+    std::string back;
+    char b[8];
+    int eagain = 0;
+    for (int i = 0; i < 5000 && back.size() < 8; ++i) {  // up to ~5 s
+      const ssize_t k = recv(fd, b, sizeof b - back.size(), MSG_DONTWAIT);
+      if (k > 0) {
+        back.append(b, static_cast<std::size_t>(k));
+      } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        ++eagain;
+        usleep(1000);
+      } else {
+        break;
+      }
+    }
+    check(t == 8 && back == "dontwait", "sendto + recv MSG_DONTWAIT (EAGAIN until the echo)",
+          "got '" + back + "'");
+    const ssize_t ww = write(fd, "rw", 2);
+    timespec ts{5, 0};
+    pollfd pf{fd, POLLIN, 0};
+    const int pr = ppoll(&pf, 1, &ts, nullptr);
+    char rb[2];
+    std::size_t n = 0;
+    while (n < 2) {
+      const ssize_t k = read(fd, rb + n, 2 - n);
+      if (k <= 0) break;
+      n += static_cast<std::size_t>(k);
+    }
+    check(
+        ww == 2 && pr == 1 && (pf.revents & POLLIN) != 0 && n == 2 && std::memcmp(rb, "rw", 2) == 0,
+        "write, ppoll POLLIN, read");
+  }
+  {  // level-triggered epoll: reported again while unread data remains
+    const int ep = epoll_create1(0);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+    send_all(fd, "level", 5);
+    epoll_event ev{};
+    const int n1 = epoll_wait(ep, &ev, 1, 5000);
+    usleep(100000);  // all 5 bytes in
+    char one;
+    const ssize_t r1 = recv(fd, &one, 1, 0);
+    const int n2 = epoll_wait(ep, &ev, 1, 1000);  // 4 bytes left: still readable
+    char rest[4];
+    const ssize_t r2 = recv(fd, rest, sizeof rest, MSG_WAITALL);
+    const int n3 = epoll_wait(ep, &ev, 1, 200);  // drained: nothing
+    close(ep);
+    check(n1 == 1 && r1 == 1 && n2 == 1 && r2 == 4 && n3 == 0,
+          "epoll level-triggered: reported while data remains, not after");
+  }
+  {  // getsockname: the connection's local address, not the loopback hop's
+    sockaddr_storage self{};
+    socklen_t sl = sizeof self;
+    const bool got = getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0;
+    bool loop = false;
+    if (self.ss_family == AF_INET)
+      loop = (ntohl(reinterpret_cast<sockaddr_in&>(self).sin_addr.s_addr) >> 24) == 127;
+    else if (self.ss_family == AF_INET6)
+      loop = IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<sockaddr_in6&>(self).sin6_addr);
+    check(got && self.ss_family == a.ss_family && !loop, "getsockname is a non-loopback address");
+  }
   {  // readv and recvmsg with several iovecs
     send_all(fd, "0123456789abcdef", 16);
     char x[4], y[12];
@@ -312,6 +392,15 @@ int client(const char* host, const char* port_s) {
     int err = -1;
     socklen_t el = sizeof err;
     check(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0, "SO_ERROR 0");
+    int ka = 0, nd = 0;
+    socklen_t kl = sizeof ka, nl = sizeof nd;
+    check(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &kl) == 0 && ka == 1 &&
+              getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nd, &nl) == 0 && nd == 1,
+          "getsockopt reads SO_KEEPALIVE and TCP_NODELAY back");
+    const int fdfl = fcntl(fd, F_GETFD);
+    const bool cloexec = fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) == 0 &&
+                         (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0 && fcntl(fd, F_SETFD, fdfl) == 0;
+    check(cloexec && echo(fd, fd, "cloexec"), "fcntl FD_CLOEXEC set and cleared");
   }
   {  // dup / dup2 / dup3 / fcntl
     const int d = dup(fd);
@@ -469,6 +558,42 @@ int pingpong(const char* host, const char* port_s, int n) {
   return 0;
 }
 
+// `fallback HOST PORT`: against a server with no SDP listener, a blocking and a nonblocking
+// connect (poll POLLOUT, SO_ERROR), each timed and followed by an echo. Prints
+// "fallback: blocking connect N ms, nonblocking connect M ms" and exits 1 on a failure.
+int fallback(const char* host, const char* port_s) {
+  socklen_t len = 0;
+  const sockaddr_storage a = resolve(host, port_s, &len);
+  using Clock = std::chrono::steady_clock;
+  auto ms = [](Clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  auto t0 = Clock::now();
+  const int b = connect_to(a, len);
+  const auto blocking_ms = ms(Clock::now() - t0);
+  const bool b_ok = b >= 0 && echo(b, b, "blocking");
+  if (b >= 0) close(b);
+  const int n = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  t0 = Clock::now();
+  const int r = connect(n, reinterpret_cast<const sockaddr*>(&a), len);
+  pollfd pf{n, POLLOUT, 0};
+  int err = -1;
+  socklen_t el = sizeof err;
+  const bool n_conn = (r == 0 || errno == EINPROGRESS) && poll(&pf, 1, 30000) == 1 &&
+                      getsockopt(n, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0;
+  const auto nonblocking_ms = ms(Clock::now() - t0);
+  bool n_ok = false;
+  if (n_conn) {
+    fcntl(n, F_SETFL, fcntl(n, F_GETFL) & ~O_NONBLOCK);
+    n_ok = echo(n, n, "nonblocking");
+  }
+  close(n);
+  std::printf("fallback: blocking connect %lld ms%s, nonblocking connect %lld ms%s\n",
+              static_cast<long long>(blocking_ms), b_ok ? "" : " (FAILED)",
+              static_cast<long long>(nonblocking_ms), n_ok ? "" : " (FAILED)");
+  return b_ok && n_ok ? 0 : 1;
+}
+
 // `echo-fd FD`, run by the client's fork + exec check: a message and its echo on FD.
 int echo_fd(int fd) {
   return echo(fd, fd, "after-exec") ? 0 : 1;
@@ -486,13 +611,15 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::strcmp(argv[1], "serve-fd") == 0)
     return serve_on(std::atoi(argv[2]), std::atoi(argv[3]));
   if (argc == 3 && std::strcmp(argv[1], "echo-fd") == 0) return echo_fd(std::atoi(argv[2]));
+  if (argc == 4 && std::strcmp(argv[1], "fallback") == 0) return fallback(argv[2], argv[3]);
   if (argc >= 4 && std::strcmp(argv[1], "pingpong") == 0)
     return pingpong(argv[2], argv[3], argc > 4 ? std::max(1, std::atoi(argv[4])) : 1000);
   if (argc == 3 && std::strcmp(argv[1], "server") == 0) return serve(std::atoi(argv[2]));
   if (argc == 4 && std::strcmp(argv[1], "client") == 0) return client(argv[2], argv[3]);
   std::fprintf(stderr,
                "usage: preload-check server PORT | preload-check client HOST PORT |\n"
-               "       preload-check pingpong HOST PORT [N] | preload-check server-exec PORT\n"
+               "       preload-check pingpong HOST PORT [N] | preload-check server-exec PORT |\n"
+               "       preload-check fallback HOST PORT\n"
                "(a plain socket program: run it with and without libsdp-preload.so)\n");
   return 2;
 }

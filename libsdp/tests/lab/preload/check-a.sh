@@ -9,7 +9,10 @@ srv=$!
 "$BIN/sdp_run" -v "$BIN/preload-check" server-exec 7410 >"$LAB_OUT/server-exec.out" \
   2>"$LAB_OUT/server-exec.log" &
 srv2=$!
+# And a plain TCP server (no sdp_run, so no SDP listener): SDP clients must fall back.
+"$BIN/preload-check" server 7420 >"$LAB_OUT/tcp-server.out" 2>"$LAB_OUT/tcp-server.log" &
+srv3=$!
 lab_wait_cm_listen 7400 60 && lab_wait_cm_listen 7410 60 && lab_signal server.up
 lab_wait client.done 600
-kill "$srv" "$srv2"; wait "$srv" "$srv2" 2>/dev/null
+kill "$srv" "$srv2" "$srv3"; wait "$srv" "$srv2" "$srv3" 2>/dev/null
 true

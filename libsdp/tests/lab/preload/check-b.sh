@@ -7,4 +7,7 @@ timeout 300 "$BIN/sdp_run" -v "$BIN/preload-check" client 10.99.0.1 7400 \
 echo $? >"$LAB_OUT/client.rc"
 timeout 120 "$BIN/sdp_run" -v "$BIN/preload-check" pingpong 10.99.0.1 7410 20 \
   >"$LAB_OUT/after-exec.out" 2>"$LAB_OUT/after-exec.log"
+timeout 120 "$BIN/sdp_run" -v "$BIN/preload-check" fallback 10.99.0.1 7420 \
+  >"$LAB_OUT/fallback.out" 2>"$LAB_OUT/fallback.log"
+echo $? >"$LAB_OUT/fallback.rc"
 lab_signal client.done

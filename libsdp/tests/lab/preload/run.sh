@@ -46,6 +46,16 @@ case "$scenario" in
     expect_file "$B/client.log" "SDP failed (Connection refused: CM REJ.*: TCP" \
       "no SDP listener: the CM reject sends the client to TCP, with the reason"
     expect_file "$A/server.log" "listen \[::\]:7400: SDP and TCP" "server listens on SDP and TCP"
+    [ "$(cat "$B/fallback.rc" 2>/dev/null)" = 0 ] && ok "both connects to a TCP-only server work" ||
+      { bad "fallback client"; cat "$B/fallback.out" "$B/fallback.log"; }
+    expect_file "$B/fallback.log" "connect 10.99.0.1:7420: SDP failed (Connection refused: CM REJ" \
+      "blocking connect to a TCP-only server: CM reject, then TCP"
+    expect_file "$B/fallback.log" "SDP connect failed (Connection refused): falling back to TCP" \
+      "nonblocking connect to a TCP-only server: CM reject, then TCP"
+    # "Within milliseconds, from the CM reject, not a timeout": the connect timeout is seconds.
+    awk '/^fallback:/ { if ($4 + 0 < 1000 && $8 + 0 < 1000) ok = 1 } END { exit !ok }' \
+      "$B/fallback.out" && ok "fallbacks under 1 s: $(cat "$B/fallback.out")" ||
+      bad "fallback too slow: $(cat "$B/fallback.out")"
     sdp_carried 7400 both 1048576 "the capture shows SDP carrying the 1 MiB echo"
     expect_file "$A/server-exec.log" "inherited listener \[::\]:7410: SDP and TCP" \
       "a listener inherited through exec gets its SDP listener back"
