@@ -41,6 +41,14 @@ case "$NAME" in
     rc_ok "$A/$NAME.rc" "halfclose-server"
     rc_ok "$B/$NAME.rc" "halfclose client"
     ;;
+  afib_resolve)
+    rc_ok "$B/afib_resolve.rc" "afib-addr resolve ($(cat "$B/afib_resolve.err" 2>/dev/null))"
+    want="[::ffff:10.99.0.1]:0x0000000000011b5f"
+    [ "$(head -1 "$B/afib_resolve.out")" = "$want" ] ||
+      bad "resolved to '$(head -1 "$B/afib_resolve.out")', expected '$want'"
+    grep -q "P_Key       0xffff" "$B/afib_resolve.out" || bad "P_Key is not the default"
+    echo "PASS afib_resolve: 10.99.0.1 resolves to $want through rdma_cm"
+    ;;
   native)
     need "$B/$NAME.rc"
     echo "client: rc $(cat $B/native.rc), $(cat $B/native.ms 2>/dev/null) ms: $(cat $B/native.err)"

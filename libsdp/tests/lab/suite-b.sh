@@ -51,4 +51,11 @@ if lab_wait native.listening 120; then
   echo $(( ($(date +%s%N) - t0) / 1000000 )) >"$LAB_OUT/native.ms"
 fi
 lab_signal native.done
+
+# libafib: host a's fabric address through rdma_cm (on RoCEv2, the GID of an IPv4 address is
+# the IPv4-mapped IPv6 address).
+AFIB_ADDR="$BIN/../libafib/afib-addr"
+timeout 60 "$AFIB_ADDR" -v resolve "$A" --sid sdp:7007 >"$LAB_OUT/afib_resolve.out" \
+  2>"$LAB_OUT/afib_resolve.err"
+echo $? >"$LAB_OUT/afib_resolve.rc"
 exit 0

@@ -1,0 +1,86 @@
+/*
+ * libafib: the AF_IB address family for new programs (InfiniBand / RoCE fabrics).
+ *
+ * Addressing (this header, part 1): struct sockaddr_ib (<infiniband/ib.h>, rdma_cm's) built,
+ * parsed, printed and resolved. A sockaddr_ib names an endpoint by its port's GID, a partition
+ * key (P_Key) and a service ID (SID) with a mask; the scope ID selects a local port where a GID is
+ * ambiguous.
+ *
+ * Text form (afib_addr_parse, afib_addr_format; man afib_addr(3)):
+ *
+ *     [GID]:SID[/MASK][,pkey=PKEY][,scope=SCOPE][,flow=FLOW]
+ *
+ *   GID    IPv6 notation in brackets: [fe80::2:c903:0:1101], [::ffff:10.99.0.1] (a RoCEv2 GID of
+ *          an IPv4 address). Printed compressed, lower case.
+ *   SID    a 64-bit service ID: 0x-prefixed hexadecimal (up to 16 digits) or decimal; or by kind
+ *          and port: sdp:PORT (SDP's native service, 0x000000000001PPPP), ipcm:PORT or tcp:PORT
+ *          (rdma_cm's IP CM service, RDMA_PS_TCP, 0x000000000106PPPP), ib:PORT (RDMA_PS_IB,
+ *          0x00000000013FPPPP). Printed as 0x and 16 hexadecimal digits.
+ *   MASK   the service ID mask, 0x-hexadecimal or decimal; default all ones (printed only when
+ * not). PKEY   the partition key, 0x-hexadecimal or decimal up to 0xffff; default 0xffff (the
+ * default partition, full member; printed only when not). SCOPE  the scope ID (a local port),
+ * decimal or 0x-hexadecimal; default 0 (printed when not 0). FLOW   the flow information (GRH flow
+ * label), decimal or 0x-hexadecimal up to 0xfffff; default 0 (printed when not 0).
+ *
+ * Every function returns 0 (or a length) on success and -1 with errno on failure; the parse and
+ * resolve functions also write a sentence saying what is wrong into `err` when it is not NULL.
+ */
+#ifndef AFIB_AFIB_H
+#define AFIB_AFIB_H
+
+#include <infiniband/ib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest afib_addr_format text, its terminating NUL included. */
+#define AFIB_ADDRSTRLEN 128
+
+/* The default partition key: the default partition, full member. */
+#define AFIB_PKEY_DEFAULT 0xffff
+
+/* Service ID kinds (afib_sid_kind_of). */
+enum afib_sid_kind {
+  AFIB_SID_OTHER = 0, /* none of the below */
+  AFIB_SID_SDP = 1,   /* 0x000000000001PPPP: SDP's native service ID (IBTA A4) */
+  AFIB_SID_IP_CM = 2, /* 0x000000000106PPPP: rdma_cm RDMA_PS_TCP, the IP CM service */
+  AFIB_SID_IB = 3     /* 0x00000000013FPPPP: rdma_cm RDMA_PS_IB */
+};
+
+/* The service ID of a kind and port (AFIB_SID_OTHER: returns 0). */
+uint64_t afib_sid(enum afib_sid_kind kind, uint16_t port);
+/* The kind of a service ID, and its port in *port (when not NULL) for the kinds with one. */
+enum afib_sid_kind afib_sid_kind_of(uint64_t sid, uint16_t* port);
+
+/* Fills *addr: AF_IB, the 16-byte GID (network order, as on the wire), P_Key, service ID, mask
+ * all ones, scope 0, flow 0. */
+void afib_addr_init(struct sockaddr_ib* addr, const uint8_t gid[16], uint16_t pkey, uint64_t sid);
+
+/* Host-order accessors of a sockaddr_ib's network-order fields. */
+uint16_t afib_addr_pkey(const struct sockaddr_ib* addr);
+uint64_t afib_addr_sid(const struct sockaddr_ib* addr);
+uint64_t afib_addr_sid_mask(const struct sockaddr_ib* addr);
+
+/* Parses the text form into *addr. -1 with errno EINVAL (and the reason in err) on bad text. */
+int afib_addr_parse(const char* text, struct sockaddr_ib* addr, char* err, size_t err_len);
+
+/* Writes the text form of *addr into buf (at most len bytes, NUL-terminated when len > 0).
+ * Returns the length of the whole text (as snprintf), or -1 with errno EAFNOSUPPORT when addr is
+ * not AF_IB. */
+int afib_addr_format(const struct sockaddr_ib* addr, char* buf, size_t len);
+
+/* The fabric address of `host` (an IPv4 or IPv6 address or a host name) through rdma_cm: the
+ * GID and P_Key of the port that reaches it (address resolution: ARP/ND on RoCE, the SA on
+ * InfiniBand), with service ID `sid`. Waits at most timeout_ms. -1 with errno and a reason in
+ * err when the name does not resolve, no RDMA device reaches it, or the time runs out. */
+int afib_resolve(const char* host, uint64_t sid, int timeout_ms, struct sockaddr_ib* addr,
+                 char* err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AFIB_AFIB_H */
