@@ -1,7 +1,7 @@
 /*
  * libafib: the AF_IB address family for new programs (InfiniBand / RoCE fabrics).
  *
- * Addressing (this header, part 1): struct sockaddr_ib (<infiniband/ib.h>, rdma_cm's) built,
+ * Addressing (part 1): struct sockaddr_ib (<infiniband/ib.h>, rdma_cm's) built,
  * parsed, printed and resolved. A sockaddr_ib names an endpoint by its port's GID, a partition
  * key (P_Key) and a service ID (SID) with a mask; the scope ID selects a local port where a GID is
  * ambiguous.
@@ -31,6 +31,7 @@
 #include <infiniband/ib.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,6 +79,37 @@ int afib_addr_format(const struct sockaddr_ib* addr, char* buf, size_t len);
  * err when the name does not resolve, no RDMA device reaches it, or the time runs out. */
 int afib_resolve(const char* host, uint64_t sid, int timeout_ms, struct sockaddr_ib* addr,
                  char* err, size_t err_len);
+
+/*
+ * Sockets (part 2; libafib/DESIGN.md maps each call onto rdma_cm and verbs). Each socket is one
+ * descriptor that poll/epoll accept (readable, writable as the call would not block). The calls
+ * are those of BSD sockets with sockaddr_ib addresses, and return as they do (-1 and errno).
+ *
+ *   SOCK_STREAM     a byte stream carried by SDP (libsdp): on InfiniBand ports the address is
+ *                   given to rdma_cm as AF_IB (SDP's native mode); on RoCE, where rdma_cm does not
+ *                   route AF_IB, as the GID's IP address and the service ID's port (sdp:PORT or
+ *                   ipcm:PORT), SDP over the IP CM service.
+ *   SOCK_SEQPACKET  native RC messages: not built yet (EPROTONOSUPPORT).
+ *
+ * type may carry SOCK_NONBLOCK (connect then fails with EINPROGRESS and completes as the
+ * descriptor becomes writable; accept, send and recv with EAGAIN).
+ */
+int afib_socket(int domain, int type, int protocol);
+int afib_bind(int fd, const struct sockaddr_ib *addr);
+int afib_listen(int fd, int backlog);
+/* The new connection's descriptor; its peer's address in *peer when not NULL. */
+int afib_accept(int fd, struct sockaddr_ib *peer);
+int afib_connect(int fd, const struct sockaddr_ib *addr);
+ssize_t afib_send(int fd, const void *buf, size_t len, int flags);
+ssize_t afib_recv(int fd, void *buf, size_t len, int flags);
+int afib_shutdown(int fd, int how);
+int afib_close(int fd);
+int afib_getsockname(int fd, struct sockaddr_ib *addr);
+int afib_getpeername(int fd, struct sockaddr_ib *addr);
+/* The POLL* events the socket is ready for now (as poll(2) would report them). */
+int afib_poll_events(int fd);
+/* The last failure of this socket in words ("" when none). Valid until the next call on it. */
+const char *afib_error_detail(int fd);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,15 @@ case "$NAME" in
     grep -q "P_Key       0xffff" "$B/afib_resolve.out" || bad "P_Key is not the default"
     echo "PASS afib_resolve: 10.99.0.1 resolves to $want through rdma_cm"
     ;;
+  afib_stream)
+    rc_ok "$B/afib_stream.rc" "afib-stream connect ($(cat "$B/afib_stream.err" 2>/dev/null))"
+    rc_ok "$A/afib_stream.rc" "afib-stream listen ($(cat "$A/afib_stream.err" 2>/dev/null))"
+    grep -q "^echo: hello over AF_IB$" "$B/afib_stream.out" || bad "no echo: $(cat "$B/afib_stream.out")"
+    grep -q "^connection from \[::ffff:10.99.0.2\]:0x000000000001" "$A/afib_stream.out" ||
+      bad "the server's peer address: $(cat "$A/afib_stream.out")"
+    grep -q "^echoed 16 bytes$" "$A/afib_stream.out" || bad "server: $(cat "$A/afib_stream.out")"
+    echo "PASS afib_stream: AF_IB SOCK_STREAM echo between [::ffff:10.99.0.2] and [::ffff:10.99.0.1]:sdp:7100"
+    ;;
   native)
     need "$B/$NAME.rc"
     echo "client: rc $(cat $B/native.rc), $(cat $B/native.ms 2>/dev/null) ms: $(cat $B/native.err)"

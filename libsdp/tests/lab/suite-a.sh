@@ -59,5 +59,13 @@ lab_signal native.listening
 lab_wait native.done 90
 kill %1 2>/dev/null
 wait
+
+# libafib: an AF_IB SOCK_STREAM echo (libafib/examples/afib_stream.c), every local GID.
+lab_log "afib_stream"
+(timeout 90 "$BIN/../libafib/afib-stream" listen '[::]:sdp:7100' >"$LAB_OUT/afib_stream.out" \
+  2>"$LAB_OUT/afib_stream.err"; echo $? >"$LAB_OUT/afib_stream.rc") &
+lab_wait_cm_listen 7100 60 && lab_signal afib_stream.listening
+lab_wait afib_stream.done 120
+wait
 lab_log "suite done"
 exit 0

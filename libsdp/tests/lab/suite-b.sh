@@ -58,4 +58,11 @@ AFIB_ADDR="$BIN/../libafib/afib-addr"
 timeout 60 "$AFIB_ADDR" -v resolve "$A" --sid sdp:7007 >"$LAB_OUT/afib_resolve.out" \
   2>"$LAB_OUT/afib_resolve.err"
 echo $? >"$LAB_OUT/afib_resolve.rc"
+
+if lab_wait afib_stream.listening 120; then
+  timeout 60 "$BIN/../libafib/afib-stream" connect '[::ffff:10.99.0.1]:sdp:7100' \
+    "hello over AF_IB" >"$LAB_OUT/afib_stream.out" 2>"$LAB_OUT/afib_stream.err"
+  echo $? >"$LAB_OUT/afib_stream.rc"
+fi
+lab_signal afib_stream.done
 exit 0
