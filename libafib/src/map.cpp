@@ -2,6 +2,7 @@
 
 #include <endian.h>
 #include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
 
 #include <cstring>
 
@@ -9,8 +10,8 @@
 
 namespace afib {
 
-bool to_rdma_cm(const sockaddr_ib& sib, bool ib_ports, sockaddr_storage* out, socklen_t* len,
-                std::string* why) {
+bool to_rdma_cm(const sockaddr_ib& sib, bool ib_ports, bool stream, sockaddr_storage* out,
+                socklen_t* len, int* ps, std::string* why) {
   std::memset(out, 0, sizeof *out);
   const std::uint8_t* g = sib.sib_addr.sib_raw;
   static const std::uint8_t kV4Prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -18,16 +19,24 @@ bool to_rdma_cm(const sockaddr_ib& sib, bool ib_ports, sockaddr_storage* out, so
   if (ib_ports && !v4) {
     std::memcpy(out, &sib, sizeof sib);
     *len = sizeof sib;
+    *ps = RDMA_PS_IB;  // the service ID says the rest
     return true;
   }
   std::uint16_t port = 0;
   const afib_sid_kind kind = afib_sid_kind_of(afib_addr_sid(&sib), &port);
-  if (kind != AFIB_SID_SDP && kind != AFIB_SID_IP_CM) {
+  if (stream && kind != AFIB_SID_SDP && kind != AFIB_SID_IP_CM) {
     *why =
         "on RoCE, rdma_cm carries an AF_IB stream only as SDP over the IP CM service: the "
         "service ID must be sdp:PORT or ipcm:PORT";
     return false;
   }
+  if (!stream && kind != AFIB_SID_IP_CM && kind != AFIB_SID_IB) {
+    *why =
+        "on RoCE, rdma_cm carries AF_IB messages in its own port spaces only: the service ID "
+        "must be ipcm:PORT or ib:PORT";
+    return false;
+  }
+  *ps = kind == AFIB_SID_IB ? RDMA_PS_IB : RDMA_PS_TCP;
   if (v4) {
     auto* a = reinterpret_cast<sockaddr_in*>(out);
     a->sin_family = AF_INET;

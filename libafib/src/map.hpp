@@ -14,10 +14,12 @@ namespace afib {
 // on InfiniBand the sockaddr_ib itself (AF_IB); on RoCE the GID as an IP address (IPv4-mapped →
 // AF_INET, else AF_INET6) with the service ID's port. The unspecified GID stays unspecified (a
 // listener on every address). A GID that is IPv4-mapped is RoCEv2 whatever the ports. False,
-// with the reason in *why, when the address cannot be carried: on RoCE a service ID outside the
-// kinds `stream_kinds` allows (SOCK_STREAM runs SDP over the IP CM service: sdp: and ipcm:).
-bool to_rdma_cm(const sockaddr_ib& sib, bool ib_ports, sockaddr_storage* out, socklen_t* len,
-                std::string* why);
+// with the reason in *why, when the address cannot be carried: on RoCE a service ID outside
+// the kinds the socket type allows.
+// `stream`: for SOCK_STREAM (SDP: sdp: and ipcm: SIDs on RoCE), else for SOCK_SEQPACKET (native
+// RC: ipcm: and ib: SIDs on RoCE); *ps gets the rdma_cm port space to use.
+bool to_rdma_cm(const sockaddr_ib& sib, bool ib_ports, bool stream, sockaddr_storage* out,
+                socklen_t* len, int* ps, std::string* why);
 
 // The AF_IB form of an address rdma_cm reported (a peer or a local address): AF_IB as is; an
 // AF_INET address becomes the IPv4-mapped GID, AF_INET6 the GID itself; the port becomes a

@@ -12,6 +12,8 @@
 #include "afib/afib.h"
 #include "map.hpp"
 
+#include <rdma/rdma_cma.h>
+
 namespace {
 
 sockaddr_ib parse(const char* text) {
@@ -38,40 +40,65 @@ int port_of(const sockaddr_storage& s) {
 TEST(AfibMap, RoceGetsTheGidsIpAddressAndTheServicePort) {
   sockaddr_storage out{};
   socklen_t len = 0;
+  int ps = 0;
   std::string why;
-  ASSERT_TRUE(afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:sdp:7100"), false, &out, &len, &why));
+  ASSERT_TRUE(
+      afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:sdp:7100"), false, true, &out, &len, &ps, &why));
   EXPECT_EQ(out.ss_family, AF_INET);
   EXPECT_EQ(len, sizeof(sockaddr_in));
   EXPECT_EQ(ip_of(out), "10.99.0.1");
   EXPECT_EQ(port_of(out), 7100);
   // An IPv4-mapped GID is RoCEv2 even on a host with InfiniBand ports.
-  ASSERT_TRUE(afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:ipcm:80"), true, &out, &len, &why));
+  ASSERT_TRUE(
+      afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:ipcm:80"), true, true, &out, &len, &ps, &why));
   EXPECT_EQ(out.ss_family, AF_INET);
   EXPECT_EQ(port_of(out), 80);
-  ASSERT_TRUE(
-      afib::to_rdma_cm(parse("[fe80::5054:ff:fe99:1]:sdp:9,scope=2"), false, &out, &len, &why));
+  ASSERT_TRUE(afib::to_rdma_cm(parse("[fe80::5054:ff:fe99:1]:sdp:9,scope=2"), false, true, &out,
+                               &len, &ps, &why));
   EXPECT_EQ(out.ss_family, AF_INET6);
   EXPECT_EQ(len, sizeof(sockaddr_in6));
   EXPECT_EQ(ip_of(out), "fe80::5054:ff:fe99:1");
   EXPECT_EQ(port_of(out), 9);
   EXPECT_EQ(reinterpret_cast<sockaddr_in6&>(out).sin6_scope_id, 2U);
-  ASSERT_TRUE(afib::to_rdma_cm(parse("[::]:sdp:7100"), false, &out, &len, &why));  // listen
+  ASSERT_TRUE(
+      afib::to_rdma_cm(parse("[::]:sdp:7100"), false, true, &out, &len, &ps, &why));  // listen
   EXPECT_EQ(out.ss_family, AF_INET6);
   EXPECT_EQ(ip_of(out), "::");
   // Service IDs rdma_cm cannot carry on RoCE.
   for (const char* text : {"[::ffff:10.0.0.1]:ib:7", "[::ffff:10.0.0.1]:0x1000000000000404"}) {
     why.clear();
-    EXPECT_FALSE(afib::to_rdma_cm(parse(text), false, &out, &len, &why)) << text;
+    EXPECT_FALSE(afib::to_rdma_cm(parse(text), false, true, &out, &len, &ps, &why)) << text;
     EXPECT_NE(why.find("sdp:PORT or ipcm:PORT"), std::string::npos) << why;
   }
+}
+
+TEST(AfibMap, SeqpacketOnRoceTakesRdmaCmPortSpaces) {
+  sockaddr_storage out{};
+  socklen_t len = 0;
+  int ps = 0;
+  std::string why;
+  ASSERT_TRUE(
+      afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:ipcm:7200"), false, false, &out, &len, &ps, &why));
+  EXPECT_EQ(ps, RDMA_PS_TCP);
+  EXPECT_EQ(port_of(out), 7200);
+  ASSERT_TRUE(
+      afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:ib:7201"), false, false, &out, &len, &ps, &why));
+  EXPECT_EQ(ps, RDMA_PS_IB);
+  EXPECT_EQ(port_of(out), 7201);
+  why.clear();
+  EXPECT_FALSE(
+      afib::to_rdma_cm(parse("[::ffff:10.99.0.1]:sdp:7200"), false, false, &out, &len, &ps, &why));
+  EXPECT_NE(why.find("ipcm:PORT or ib:PORT"), std::string::npos) << why;
 }
 
 TEST(AfibMap, InfinibandGetsTheSockaddrIbItself) {
   const sockaddr_ib a = parse("[fe80::2:c903:0:1101]:0x0000000000011b5f,pkey=0x8001");
   sockaddr_storage out{};
   socklen_t len = 0;
+  int ps = 0;
   std::string why;
-  ASSERT_TRUE(afib::to_rdma_cm(a, true, &out, &len, &why));
+  ASSERT_TRUE(afib::to_rdma_cm(a, true, true, &out, &len, &ps, &why));
+  EXPECT_EQ(ps, RDMA_PS_IB);
   EXPECT_EQ(out.ss_family, AF_IB);
   EXPECT_EQ(len, sizeof(sockaddr_ib));
   EXPECT_EQ(std::memcmp(&out, &a, sizeof a), 0);
@@ -107,6 +134,12 @@ TEST(AfibSocket, CallsRefuseWhatTheyCannotDo) {
   EXPECT_EQ(errno, EPROTOTYPE);
   EXPECT_EQ(afib_socket(AF_IB, SOCK_STREAM, 6), -1);
   EXPECT_EQ(errno, EPROTONOSUPPORT);
+  const int sp = afib_socket(AF_IB, SOCK_SEQPACKET, 0);  // native RC messages
+  ASSERT_GE(sp, 0);
+  EXPECT_EQ(afib_send(sp, "x", 1, 0), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  EXPECT_EQ(afib_poll_events(sp), POLLOUT | POLLHUP);
+  EXPECT_EQ(afib_close(sp), 0);
   EXPECT_EQ(afib_send(12345, "x", 1, 0), -1);
   EXPECT_EQ(errno, EBADF);
   const int fd = afib_socket(AF_IB, SOCK_STREAM | SOCK_NONBLOCK, 0);

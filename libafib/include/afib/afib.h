@@ -89,7 +89,10 @@ int afib_resolve(const char* host, uint64_t sid, int timeout_ms, struct sockaddr
  *                   given to rdma_cm as AF_IB (SDP's native mode); on RoCE, where rdma_cm does not
  *                   route AF_IB, as the GID's IP address and the service ID's port (sdp:PORT or
  *                   ipcm:PORT), SDP over the IP CM service.
- *   SOCK_SEQPACKET  native RC messages: not built yet (EPROTONOSUPPORT).
+ *   SOCK_SEQPACKET  native RC messages that keep their boundaries (up to 65536 bytes each:
+ *                   EMSGSIZE above; a shorter recv buffer takes the start of a message, the rest
+ *                   is dropped, MSG_TRUNC returns the message's real length). On RoCE the
+ *                   service ID must be ipcm:PORT or ib:PORT (rdma_cm's port spaces).
  *
  * type may carry SOCK_NONBLOCK (connect then fails with EINPROGRESS and completes as the
  * descriptor becomes writable; accept, send and recv with EAGAIN).

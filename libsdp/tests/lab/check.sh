@@ -58,6 +58,14 @@ case "$NAME" in
     grep -q "^echoed 16 bytes$" "$A/afib_stream.out" || bad "server: $(cat "$A/afib_stream.out")"
     echo "PASS afib_stream: AF_IB SOCK_STREAM echo between [::ffff:10.99.0.2] and [::ffff:10.99.0.1]:sdp:7100"
     ;;
+  afib_seqpacket)
+    rc_ok "$B/afib_seqpacket.rc" "afib-seqpacket connect ($(cat "$B/afib_seqpacket.err" 2>/dev/null))"
+    rc_ok "$A/afib_seqpacket.rc" "afib-seqpacket listen ($(cat "$A/afib_seqpacket.err" 2>/dev/null))"
+    grep -q "^4 messages echoed with their boundaries" "$B/afib_seqpacket.out" ||
+      bad "client: $(cat "$B/afib_seqpacket.out")"
+    grep -q "^echoed 4 messages$" "$A/afib_seqpacket.out" || bad "server: $(cat "$A/afib_seqpacket.out")"
+    echo "PASS afib_seqpacket: $(cat "$B/afib_seqpacket.out")"
+    ;;
   native)
     need "$B/$NAME.rc"
     echo "client: rc $(cat $B/native.rc), $(cat $B/native.ms 2>/dev/null) ms: $(cat $B/native.err)"

@@ -67,5 +67,14 @@ lab_log "afib_stream"
 lab_wait_cm_listen 7100 60 && lab_signal afib_stream.listening
 lab_wait afib_stream.done 120
 wait
+
+# libafib: AF_IB SOCK_SEQPACKET, native RC messages (libafib/examples/afib_seqpacket.c).
+lab_log "afib_seqpacket"
+(timeout 90 "$BIN/../libafib/afib-seqpacket" listen '[::]:ipcm:7200' \
+  >"$LAB_OUT/afib_seqpacket.out" 2>"$LAB_OUT/afib_seqpacket.err"
+  echo $? >"$LAB_OUT/afib_seqpacket.rc") &
+lab_wait_cm_listen 7200 60 && lab_signal afib_seqpacket.listening
+lab_wait afib_seqpacket.done 120
+wait
 lab_log "suite done"
 exit 0

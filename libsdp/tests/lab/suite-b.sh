@@ -65,4 +65,11 @@ if lab_wait afib_stream.listening 120; then
   echo $? >"$LAB_OUT/afib_stream.rc"
 fi
 lab_signal afib_stream.done
+
+if lab_wait afib_seqpacket.listening 120; then
+  timeout 60 "$BIN/../libafib/afib-seqpacket" connect '[::ffff:10.99.0.1]:ipcm:7200' \
+    >"$LAB_OUT/afib_seqpacket.out" 2>"$LAB_OUT/afib_seqpacket.err"
+  echo $? >"$LAB_OUT/afib_seqpacket.rc"
+fi
+lab_signal afib_seqpacket.done
 exit 0

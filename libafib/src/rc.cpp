@@ -1,0 +1,492 @@
+#include "rc.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+namespace afib {
+namespace {
+
+// The CM private data of a SOCK_SEQPACKET connection (REQ and REP alike): who we are and the
+// largest message we receive. Network byte order.
+struct Hello {
+  std::uint32_t magic;  // "AFIB"
+  std::uint16_t version;
+  std::uint16_t reserved;
+  std::uint32_t slot;   // largest message this side receives
+  std::uint32_t slots;  // receive buffers it keeps posted
+};
+constexpr std::uint32_t kMagic = 0x41464942;    // "AFIB"
+constexpr std::uint64_t kRecvTag = 1ULL << 32;  // wr_id: tag | slot
+
+int nonblock_fd(int fd) {
+  const int fl = fcntl(fd, F_GETFL);
+  return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+void watch(int epfd, int fd) {
+  epoll_event e{};
+  e.events = EPOLLIN;
+  e.data.fd = fd;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
+}
+
+Hello make_hello() {
+  return Hello{htonl(kMagic), htons(1), 0, htonl(RcSocket::kSlot), htonl(RcSocket::kRecvSlots)};
+}
+
+// The peer's largest message from its private data; 0 when it is not ours.
+std::uint32_t peer_slot(const void* data, std::uint8_t len) {
+  Hello h{};
+  if (data == nullptr || len < sizeof h) return 0;
+  std::memcpy(&h, data, sizeof h);
+  if (ntohl(h.magic) != kMagic || ntohs(h.version) != 1) return 0;
+  return ntohl(h.slot);
+}
+
+// One protection domain per device, shared by the process's sockets (never freed: rdma_cm keeps
+// the device contexts open for the process's life).
+ibv_pd* shared_pd(ibv_context* ctx) {
+  static auto* mu = new std::mutex;
+  static auto* pds = new std::map<ibv_context*, ibv_pd*>;
+  std::lock_guard lk(*mu);
+  ibv_pd*& pd = (*pds)[ctx];
+  if (pd == nullptr) pd = ibv_alloc_pd(ctx);
+  return pd;
+}
+
+const char* event_name(rdma_cm_event_type t) {
+  return rdma_event_str(t);
+}
+
+}  // namespace
+
+RcSocket::~RcSocket() {
+  for (rdma_cm_id* r : requests_) {
+    rdma_reject(r, nullptr, 0);
+    rdma_destroy_id(r);
+  }
+  if (id_ != nullptr) {
+    if (state_ == State::Open) rdma_disconnect(id_);
+    if (id_->qp != nullptr) rdma_destroy_qp(id_);
+  }
+  if (cq_ != nullptr) ibv_destroy_cq(cq_);
+  if (comp_ != nullptr) ibv_destroy_comp_channel(comp_);
+  if (mr_ != nullptr) ibv_dereg_mr(mr_);
+  if (id_ != nullptr) rdma_destroy_id(id_);
+  if (ch_ != nullptr) rdma_destroy_event_channel(ch_);
+}
+
+int RcSocket::fail(int e, std::string why) {
+  detail_ = std::move(why);
+  errno = e;
+  return -1;
+}
+
+int RcSocket::channel() {
+  if (ch_ != nullptr) return 0;
+  ch_ = rdma_create_event_channel();
+  if (ch_ == nullptr) {
+    const int e = errno;
+    return fail(e, std::string("rdma_create_event_channel: ") + std::strerror(e) +
+                       (e == ENODEV ? " (no RDMA device)" : ""));
+  }
+  nonblock_fd(ch_->fd);
+  watch(epfd_, ch_->fd);
+  return 0;
+}
+
+int RcSocket::bind(const sockaddr* a, rdma_port_space ps) {
+  if (state_ != State::Idle) return fail(EINVAL, "already bound or connected");
+  if (channel() != 0) return -1;
+  if (rdma_create_id(ch_, &id_, this, ps) != 0) return fail(errno, "rdma_create_id failed");
+  if (rdma_bind_addr(id_, const_cast<sockaddr*>(a)) != 0) {
+    const int e = errno;
+    return fail(e == ENODEV ? EADDRNOTAVAIL : e,
+                std::string("rdma_bind_addr: ") + std::strerror(e));
+  }
+  state_ = State::Bound;
+  return 0;
+}
+
+int RcSocket::listen(int backlog, const sockaddr* any, rdma_port_space ps) {
+  if (state_ == State::Idle && bind(any, ps) != 0) return -1;
+  if (state_ != State::Bound) return fail(EINVAL, "not bound, or connected");
+  if (rdma_listen(id_, backlog > 0 ? backlog : 128) != 0)
+    return fail(errno, std::string("rdma_listen: ") + std::strerror(errno));
+  state_ = State::Listening;
+  return 0;
+}
+
+int RcSocket::setup_qp() {
+  ibv_context* ctx = id_->verbs;
+  if (ctx == nullptr) return fail(ENODEV, "no RDMA device behind the address");
+  ibv_pd* pd = shared_pd(ctx);
+  if (pd == nullptr) return fail(errno, "ibv_alloc_pd failed");
+  comp_ = ibv_create_comp_channel(ctx);
+  if (comp_ == nullptr) return fail(errno, "ibv_create_comp_channel failed");
+  nonblock_fd(comp_->fd);
+  watch(epfd_, comp_->fd);
+  cq_ = ibv_create_cq(ctx, static_cast<int>(kRecvSlots + kSendSlots) + 8, this, comp_, 0);
+  if (cq_ == nullptr) return fail(errno, "ibv_create_cq failed");
+  ibv_req_notify_cq(cq_, 0);
+  armed_ = true;
+  ibv_qp_init_attr qa{};
+  qa.send_cq = qa.recv_cq = cq_;
+  qa.qp_type = IBV_QPT_RC;
+  qa.cap.max_send_wr = kSendSlots + 4;
+  qa.cap.max_recv_wr = kRecvSlots;
+  qa.cap.max_send_sge = qa.cap.max_recv_sge = 1;
+  qa.sq_sig_all = 1;
+  if (rdma_create_qp(id_, pd, &qa) != 0) return fail(errno, "rdma_create_qp failed");
+  const std::size_t bytes = std::size_t{kSlot} * (kRecvSlots + kSendSlots);
+  mem_.reset(new std::uint8_t[bytes]);
+  mr_ = ibv_reg_mr(pd, mem_.get(), bytes, IBV_ACCESS_LOCAL_WRITE);  // local only: no remote key
+  if (mr_ == nullptr) return fail(errno, "ibv_reg_mr failed");
+  for (std::uint32_t i = 0; i < kRecvSlots; ++i)
+    if (post_recv(i) != 0) return fail(errno, "ibv_post_recv failed");
+  for (std::uint32_t i = 0; i < kSendSlots; ++i) free_send_.push_back(kRecvSlots + i);
+  return 0;
+}
+
+int RcSocket::post_recv(std::uint32_t slot) {
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(mem_.get() + std::size_t{slot} * kSlot), kSlot,
+              mr_->lkey};
+  ibv_recv_wr wr{};
+  ibv_recv_wr* bad = nullptr;
+  wr.wr_id = kRecvTag | slot;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  return ibv_post_recv(id_->qp, &wr, &bad);
+}
+
+void RcSocket::on_event(rdma_cm_event* ev) {
+  switch (ev->event) {
+    case RDMA_CM_EVENT_ADDR_RESOLVED:
+      if (rdma_resolve_route(id_, 2000) != 0) {
+        error_ = errno == ENODEV ? ENETUNREACH : errno;
+        detail_ = std::string("rdma_resolve_route: ") + std::strerror(errno);
+        state_ = State::Closed;
+      }
+      break;
+    case RDMA_CM_EVENT_ROUTE_RESOLVED: {
+      if (setup_qp() != 0) {
+        error_ = errno;
+        state_ = State::Closed;
+        break;
+      }
+      const Hello h = make_hello();
+      rdma_conn_param p{};
+      p.private_data = &h;
+      p.private_data_len = sizeof h;
+      p.responder_resources = p.initiator_depth = 1;
+      p.retry_count = 7;
+      p.rnr_retry_count = 7;  // a receiver out of buffers makes the sender wait, not fail
+      if (rdma_connect(id_, &p) != 0) {
+        error_ = errno;
+        detail_ = std::string("rdma_connect: ") + std::strerror(errno);
+        state_ = State::Closed;
+        break;
+      }
+      state_ = State::Connecting;
+      break;
+    }
+    case RDMA_CM_EVENT_ESTABLISHED:
+      if (active_) {  // the REP's private data (the passive side read the REQ's at accept)
+        peer_slot_ = peer_slot(ev->param.conn.private_data, ev->param.conn.private_data_len);
+        if (peer_slot_ == 0) peer_slot_ = kSlot;
+      }
+      state_ = State::Open;
+      break;
+    case RDMA_CM_EVENT_CONNECT_REQUEST:
+      requests_.push_back(ev->id);  // the event's private data is read at accept
+      break;
+    case RDMA_CM_EVENT_REJECTED:
+      error_ = ECONNREFUSED;
+      detail_ = "CM REJ (reason " + std::to_string(ev->status) + ")";
+      state_ = State::Closed;
+      break;
+    case RDMA_CM_EVENT_DISCONNECTED:
+      peer_ended_ = true;
+      if (state_ == State::Open) state_ = State::Closed;
+      break;
+    case RDMA_CM_EVENT_ADDR_ERROR:
+    case RDMA_CM_EVENT_ROUTE_ERROR:
+    case RDMA_CM_EVENT_UNREACHABLE:
+    case RDMA_CM_EVENT_CONNECT_ERROR:
+      error_ = ev->event == RDMA_CM_EVENT_UNREACHABLE ? ETIMEDOUT : EHOSTUNREACH;
+      detail_ = std::string(event_name(ev->event)) + " (status " + std::to_string(ev->status) + ")";
+      state_ = State::Closed;
+      break;
+    default:
+      break;
+  }
+}
+
+void RcSocket::progress() {
+  rdma_cm_event* ev = nullptr;
+  while (ch_ != nullptr && rdma_get_cm_event(ch_, &ev) == 0) {
+    if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+      // Keep the peer's slot size with the request: copied before the event is acked.
+      const std::uint32_t ps =
+          peer_slot(ev->param.conn.private_data, ev->param.conn.private_data_len);
+      ev->id->context = reinterpret_cast<void*>(static_cast<std::uintptr_t>(ps));
+    }
+    on_event(ev);
+    rdma_ack_cm_event(ev);
+  }
+  if (cq_ == nullptr) return;
+  ibv_cq* cq = nullptr;
+  void* ctx = nullptr;
+  while (ibv_get_cq_event(comp_, &cq, &ctx) == 0) {
+    ibv_ack_cq_events(cq_, 1);
+    armed_ = false;
+  }
+  for (;;) {
+    ibv_wc wc[16];
+    const int n = ibv_poll_cq(cq_, 16, wc);
+    for (int i = 0; i < n; ++i) {
+      if (wc[i].status != IBV_WC_SUCCESS) {
+        if (error_ == 0 && wc[i].status != IBV_WC_WR_FLUSH_ERR) {
+          error_ = ECONNRESET;
+          detail_ = std::string("work request failed: ") + ibv_wc_status_str(wc[i].status);
+        }
+        if ((wc[i].wr_id & kRecvTag) == 0)
+          free_send_.push_back(static_cast<std::uint32_t>(wc[i].wr_id));
+        continue;
+      }
+      if ((wc[i].wr_id & kRecvTag) != 0) {
+        const auto slot = static_cast<std::uint32_t>(wc[i].wr_id & 0xffffffffU);
+        if ((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 && wc[i].byte_len == 0 &&
+            ntohl(wc[i].imm_data) == kMagic) {
+          peer_ended_ = true;  // the peer's shutdown(SHUT_WR)
+          post_recv(slot);
+        } else {
+          ready_.push_back(Msg{slot, wc[i].byte_len});
+        }
+      } else {
+        free_send_.push_back(static_cast<std::uint32_t>(wc[i].wr_id));
+      }
+    }
+    if (n > 0) continue;
+    if (armed_) break;
+    ibv_req_notify_cq(cq_, 0);
+    armed_ = true;  // and poll once more: a completion may have come before arming
+  }
+}
+
+int RcSocket::wait() {
+  pollfd p{epfd_, POLLIN, 0};
+  return ::poll(&p, 1, -1) < 0 && errno != EINTR ? -1 : 0;
+}
+
+template <class Pred>
+int RcSocket::block_until(Pred done) {
+  for (;;) {
+    progress();
+    if (done()) return 0;
+    if (error_ != 0) return fail(error_, detail_);
+    if (nonblock_) {
+      errno = EAGAIN;
+      return -1;
+    }
+    if (wait() != 0) return -1;
+  }
+}
+
+std::unique_ptr<RcSocket> RcSocket::accept(int* new_fd) {
+  if (state_ != State::Listening) {
+    fail(EINVAL, "not listening");
+    return nullptr;
+  }
+  if (block_until([&] { return !requests_.empty(); }) != 0) return nullptr;
+  rdma_cm_id* child = requests_.front();
+  requests_.pop_front();
+  const auto ps = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(child->context));
+  const int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) {
+    rdma_reject(child, nullptr, 0);
+    rdma_destroy_id(child);
+    return nullptr;
+  }
+  auto c = std::make_unique<RcSocket>(fd, false);
+  if (c->channel() != 0 || rdma_migrate_id(child, c->ch_) != 0) {
+    rdma_reject(child, nullptr, 0);
+    rdma_destroy_id(child);
+    close(fd);
+    fail(errno, "cannot take the connection request");
+    return nullptr;
+  }
+  c->id_ = child;
+  child->context = c.get();
+  c->peer_slot_ = ps != 0 ? ps : kSlot;
+  if (c->setup_qp() != 0) {
+    detail_ = c->detail_;
+    rdma_reject(child, nullptr, 0);
+    close(fd);
+    return nullptr;
+  }
+  const Hello h = make_hello();
+  rdma_conn_param p{};
+  p.private_data = &h;
+  p.private_data_len = sizeof h;
+  p.responder_resources = p.initiator_depth = 1;
+  p.rnr_retry_count = 7;
+  if (rdma_accept(child, &p) != 0) {
+    fail(errno, std::string("rdma_accept: ") + std::strerror(errno));
+    close(fd);
+    return nullptr;
+  }
+  c->state_ = State::Connecting;
+  // The connection is usable once ESTABLISHED arrives on its channel.
+  if (c->block_until([&] { return c->state_ != State::Connecting; }) != 0 ||
+      c->state_ != State::Open) {
+    detail_ = c->detail_.empty() ? "the connection did not establish" : c->detail_;
+    errno = ECONNABORTED;
+    close(fd);
+    return nullptr;
+  }
+  c->nonblock_ = nonblock_;
+  *new_fd = fd;
+  return c;
+}
+
+int RcSocket::connect(const sockaddr* a, rdma_port_space ps) {
+  if (state_ == State::Resolving || state_ == State::Connecting) return fail(EALREADY, "");
+  if (state_ == State::Open) return fail(EISCONN, "");
+  if (state_ != State::Idle && state_ != State::Bound) return fail(EINVAL, "listening or closed");
+  if (state_ == State::Idle) {
+    if (channel() != 0) return -1;
+    if (rdma_create_id(ch_, &id_, this, ps) != 0) return fail(errno, "rdma_create_id failed");
+  }
+  if (rdma_resolve_addr(id_, nullptr, const_cast<sockaddr*>(a), 2000) != 0) {
+    const int e = errno;
+    return fail(e == ENODEV ? ENETUNREACH : e,
+                std::string("rdma_resolve_addr: ") + std::strerror(e));
+  }
+  state_ = State::Resolving;
+  active_ = true;
+  if (nonblock_) {
+    errno = EINPROGRESS;
+    return -1;
+  }
+  if (block_until([&] { return state_ == State::Open || state_ == State::Closed; }) != 0) return -1;
+  if (state_ != State::Open) return fail(error_ != 0 ? error_ : ECONNREFUSED, detail_);
+  return 0;
+}
+
+ssize_t RcSocket::send(const void* buf, std::size_t len, int flags) {
+  const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
+  progress();
+  if (state_ != State::Open) return fail(state_ == State::Closed ? EPIPE : ENOTCONN, detail_);
+  if (shut_wr_) return fail(EPIPE, "shut down for writing");
+  if (len > peer_slot_)
+    return fail(EMSGSIZE, "a message is at most " + std::to_string(peer_slot_) + " bytes here");
+  const bool saved = nonblock_;
+  nonblock_ = nb;
+  const int r = block_until([&] { return !free_send_.empty() || state_ != State::Open; });
+  nonblock_ = saved;
+  if (r != 0) return -1;
+  if (state_ != State::Open) return fail(EPIPE, detail_);
+  const std::uint32_t slot = free_send_.front();
+  free_send_.pop_front();
+  std::uint8_t* p = mem_.get() + std::size_t{slot} * kSlot;
+  if (len > 0) std::memcpy(p, buf, len);
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(p), static_cast<std::uint32_t>(len), mr_->lkey};
+  ibv_send_wr wr{};
+  ibv_send_wr* bad = nullptr;
+  wr.wr_id = slot;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
+    free_send_.push_front(slot);
+    return fail(errno, "ibv_post_send failed");
+  }
+  return static_cast<ssize_t>(len);
+}
+
+ssize_t RcSocket::recv(void* buf, std::size_t len, int flags) {
+  const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
+  if (state_ != State::Open && state_ != State::Closed) return fail(ENOTCONN, "not connected");
+  const bool saved = nonblock_;
+  nonblock_ = nb;
+  const int r =
+      block_until([&] { return !ready_.empty() || peer_ended_ || state_ == State::Closed; });
+  nonblock_ = saved;
+  if (r != 0) return -1;
+  if (ready_.empty()) return 0;  // the peer ended its messages
+  const Msg m = ready_.front();
+  const std::size_t n = std::min<std::size_t>(len, m.len);
+  if (n > 0) std::memcpy(buf, mem_.get() + std::size_t{m.slot} * kSlot, n);
+  if ((flags & MSG_PEEK) == 0) {
+    ready_.pop_front();
+    if (state_ == State::Open) post_recv(m.slot);
+  }
+  // As a SOCK_SEQPACKET socket: the rest of a message longer than the buffer is discarded;
+  // MSG_TRUNC asks for the message's real length.
+  return static_cast<ssize_t>((flags & MSG_TRUNC) != 0 ? m.len : n);
+}
+
+int RcSocket::shutdown(int how) {
+  if (state_ != State::Open) return fail(ENOTCONN, "not connected");
+  if ((how == SHUT_WR || how == SHUT_RDWR) && !shut_wr_) {
+    // A zero-length SEND with an immediate value marks the end of this side's messages.
+    if (block_until([&] { return !free_send_.empty(); }) != 0) return -1;
+    const std::uint32_t slot = free_send_.front();
+    free_send_.pop_front();
+    ibv_send_wr wr{};
+    ibv_send_wr* bad = nullptr;
+    wr.wr_id = slot;
+    wr.opcode = IBV_WR_SEND_WITH_IMM;
+    wr.imm_data = htonl(kMagic);
+    wr.send_flags = IBV_SEND_SIGNALED;
+    if (ibv_post_send(id_->qp, &wr, &bad) != 0) return fail(errno, "ibv_post_send failed");
+    shut_wr_ = true;
+  }
+  return 0;
+}
+
+int RcSocket::poll_events() {
+  progress();
+  int ev = 0;
+  switch (state_) {
+    case State::Idle:
+    case State::Bound:
+      return POLLOUT | POLLHUP;
+    case State::Listening:
+      return requests_.empty() ? 0 : POLLIN;
+    case State::Resolving:
+    case State::Connecting:
+      return 0;
+    case State::Open:
+      if (!ready_.empty() || peer_ended_) ev |= POLLIN;
+      if (peer_ended_) ev |= POLLRDHUP;
+      if (!free_send_.empty() && !shut_wr_) ev |= POLLOUT;
+      break;
+    case State::Closed:
+      ev |= POLLIN | POLLHUP;
+      if (!ready_.empty()) ev |= POLLIN;
+      break;
+  }
+  if (error_ != 0) ev |= POLLERR;
+  return ev;
+}
+
+const sockaddr* RcSocket::local() const {
+  return id_ != nullptr ? rdma_get_local_addr(id_) : nullptr;
+}
+
+const sockaddr* RcSocket::peer() const {
+  return id_ != nullptr ? rdma_get_peer_addr(id_) : nullptr;
+}
+
+}  // namespace afib

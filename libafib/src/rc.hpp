@@ -1,0 +1,80 @@
+// SOCK_SEQPACKET: native RC messages (DESIGN.md). One RcSocket per afib socket of that type:
+// an rdma_cm id on the socket's own event channel, a CQ with a completion channel, an RC QP and
+// one registered region holding the receive and send slots. The socket's descriptor is an epoll
+// set of the two channels' descriptors, so it is readable when something happened.
+#pragma once
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+namespace afib {
+
+class RcSocket {
+ public:
+  static constexpr std::uint32_t kSlot = 65536;  // largest message
+  static constexpr std::uint32_t kRecvSlots = 32;
+  static constexpr std::uint32_t kSendSlots = 16;
+
+  // `epfd`: the socket's descriptor (an epoll set) the channels' descriptors join.
+  RcSocket(int epfd, bool nonblock) : epfd_(epfd), nonblock_(nonblock) {}
+  ~RcSocket();
+  RcSocket(const RcSocket&) = delete;
+  RcSocket& operator=(const RcSocket&) = delete;
+
+  // As the BSD calls, with an rdma_cm address (map.hpp) and its port space; -1 + errno, the
+  // reason in detail().
+  int bind(const sockaddr* a, rdma_port_space ps);
+  int listen(int backlog, const sockaddr* any, rdma_port_space ps);
+  // A connected socket for the next connection request (its descriptor made here), or nullptr
+  // (errno EAGAIN when nonblocking and none is pending).
+  std::unique_ptr<RcSocket> accept(int* new_fd);
+  int connect(const sockaddr* a, rdma_port_space ps);
+  ssize_t send(const void* buf, std::size_t len, int flags);
+  ssize_t recv(void* buf, std::size_t len, int flags);
+  int shutdown(int how);
+  int poll_events();
+  const sockaddr* local() const;
+  const sockaddr* peer() const;
+  bool connected() const { return state_ == State::Open; }
+  const std::string& detail() const { return detail_; }
+
+ private:
+  enum class State : std::uint8_t { Idle, Bound, Listening, Resolving, Connecting, Open, Closed };
+  struct Msg {
+    std::uint32_t slot, len;
+  };
+  int epfd_;
+  bool nonblock_;
+  State state_ = State::Idle;
+  rdma_event_channel* ch_ = nullptr;
+  rdma_cm_id* id_ = nullptr;
+  ibv_comp_channel* comp_ = nullptr;
+  ibv_cq* cq_ = nullptr;
+  ibv_mr* mr_ = nullptr;
+  std::unique_ptr<std::uint8_t[]> mem_;
+  std::deque<Msg> ready_;                // received messages not yet read
+  std::deque<std::uint32_t> free_send_;  // send slots not in flight
+  std::deque<rdma_cm_id*> requests_;     // listener: connection requests not yet accepted
+  std::uint32_t peer_slot_ = 0;          // the peer's largest message (its private data)
+  bool peer_ended_ = false, shut_wr_ = false, armed_ = false, active_ = false;
+  int error_ = 0;
+  std::string detail_;
+
+  int fail(int e, std::string why);
+  int channel();    // makes the event channel (once) and watches it
+  int setup_qp();   // CQ, QP, the region, receives posted
+  void progress();  // CM events and completions, without waiting
+  void on_event(rdma_cm_event* ev);
+  int post_recv(std::uint32_t slot);
+  int wait();  // until something happens (blocking sockets)
+  template <class Pred>
+  int block_until(Pred done);  // progress + wait until done() or an error / nonblocking EAGAIN
+};
+
+}  // namespace afib
