@@ -25,6 +25,18 @@ struct Hello {
 };
 constexpr std::uint32_t kMagic = 0x41464942;    // "AFIB"
 constexpr std::uint64_t kRecvTag = 1ULL << 32;  // wr_id: tag | slot
+constexpr std::uint64_t kOpTag = 1ULL << 33;    // wr_id: tag | RDMA operation number
+// Control messages (a SEND with immediate value kMagic and a body): a region advertised, one
+// revoked. Network byte order.
+constexpr std::uint8_t kAdvert = 1, kRevoked = 2;
+struct AdvertBody {
+  std::uint32_t id, rkey, access, reserved;
+  std::uint64_t addr, len;
+};
+std::uint64_t hton64(std::uint64_t v) {
+  return (std::uint64_t{htonl(static_cast<std::uint32_t>(v))} << 32) |
+         htonl(static_cast<std::uint32_t>(v >> 32));
+}
 
 int nonblock_fd(int fd) {
   const int fl = fcntl(fd, F_GETFL);
@@ -80,6 +92,7 @@ RcSocket::~RcSocket() {
   if (cq_ != nullptr) ibv_destroy_cq(cq_);
   if (comp_ != nullptr) ibv_destroy_comp_channel(comp_);
   if (mr_ != nullptr) ibv_dereg_mr(mr_);
+  for (auto& [n, mr] : regions_) ibv_dereg_mr(mr);
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (ch_ != nullptr) rdma_destroy_event_channel(ch_);
 }
@@ -253,26 +266,49 @@ void RcSocket::progress() {
     ibv_wc wc[16];
     const int n = ibv_poll_cq(cq_, 16, wc);
     for (int i = 0; i < n; ++i) {
-      if (wc[i].status != IBV_WC_SUCCESS) {
-        if (error_ == 0 && wc[i].status != IBV_WC_WR_FLUSH_ERR) {
-          error_ = ECONNRESET;
-          detail_ = std::string("work request failed: ") + ibv_wc_status_str(wc[i].status);
+      const ibv_wc& w = wc[i];
+      if ((w.wr_id & kOpTag) != 0) {  // an RDMA READ/WRITE of this side
+        const auto it = ops_.find(static_cast<std::uint32_t>(w.wr_id & 0xffffffffU));
+        if (it == ops_.end()) continue;
+        const std::uint32_t st = w.status == IBV_WC_SUCCESS          ? AFIB_STATUS_OK
+                                 : w.status == IBV_WC_REM_ACCESS_ERR ? AFIB_STATUS_REMOTE_ACCESS
+                                                                     : AFIB_STATUS_ERROR;
+        if (w.status != IBV_WC_WR_FLUSH_ERR || st != AFIB_STATUS_OK)
+          done_.push_back(afib_completion{it->second.wr_id, it->second.op, st,
+                                          st == AFIB_STATUS_OK ? it->second.len : 0, 0});
+        ops_.erase(it);
+        if (w.status != IBV_WC_SUCCESS && error_ == 0 && w.status != IBV_WC_WR_FLUSH_ERR) {
+          error_ = ECONNRESET;  // RC: the QP is in error now, the connection is over
+          detail_ = std::string("RDMA operation failed: ") + ibv_wc_status_str(w.status);
         }
-        if ((wc[i].wr_id & kRecvTag) == 0)
-          free_send_.push_back(static_cast<std::uint32_t>(wc[i].wr_id));
         continue;
       }
-      if ((wc[i].wr_id & kRecvTag) != 0) {
-        const auto slot = static_cast<std::uint32_t>(wc[i].wr_id & 0xffffffffU);
-        if ((wc[i].wc_flags & IBV_WC_WITH_IMM) != 0 && wc[i].byte_len == 0 &&
-            ntohl(wc[i].imm_data) == kMagic) {
-          peer_ended_ = true;  // the peer's shutdown(SHUT_WR)
-          post_recv(slot);
-        } else {
-          ready_.push_back(Msg{slot, wc[i].byte_len});
+      if (w.status != IBV_WC_SUCCESS) {
+        if (error_ == 0 && w.status != IBV_WC_WR_FLUSH_ERR) {
+          error_ = ECONNRESET;
+          detail_ = std::string("work request failed: ") + ibv_wc_status_str(w.status);
         }
+        if ((w.wr_id & kRecvTag) == 0) free_send_.push_back(static_cast<std::uint32_t>(w.wr_id));
+        continue;
+      }
+      if ((w.wr_id & kRecvTag) == 0) {
+        free_send_.push_back(static_cast<std::uint32_t>(w.wr_id));
+        continue;
+      }
+      const auto slot = static_cast<std::uint32_t>(w.wr_id & 0xffffffffU);
+      const bool imm = (w.wc_flags & IBV_WC_WITH_IMM) != 0;
+      if (w.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {  // the peer wrote into a region, with imm
+        done_.push_back(afib_completion{0, AFIB_OP_WRITE_WITH_IMM, AFIB_STATUS_OK, w.byte_len,
+                                        ntohl(w.imm_data)});
+        post_recv(slot);
+      } else if (imm && ntohl(w.imm_data) == kMagic) {
+        if (w.byte_len == 0)
+          peer_ended_ = true;  // the peer's shutdown(SHUT_WR)
+        else
+          on_control(mem_.get() + std::size_t{slot} * kSlot, w.byte_len);
+        post_recv(slot);
       } else {
-        free_send_.push_back(static_cast<std::uint32_t>(wc[i].wr_id));
+        ready_.push_back(Msg{slot, w.byte_len, imm, imm ? ntohl(w.imm_data) : 0});
       }
     }
     if (n > 0) continue;
@@ -382,7 +418,9 @@ int RcSocket::connect(const sockaddr* a, rdma_port_space ps) {
   return 0;
 }
 
-ssize_t RcSocket::send(const void* buf, std::size_t len, int flags) {
+ssize_t RcSocket::send(const void* buf, std::size_t len, int flags, const std::uint32_t* imm) {
+  if (imm != nullptr && *imm == kMagic)
+    return fail(EINVAL, "the immediate value 0x41464942 is libafib's own (AFIB_IMM_RESERVED)");
   const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
   progress();
   if (state_ != State::Open) return fail(state_ == State::Closed ? EPIPE : ENOTCONN, detail_);
@@ -405,7 +443,8 @@ ssize_t RcSocket::send(const void* buf, std::size_t len, int flags) {
   wr.wr_id = slot;
   wr.sg_list = &sge;
   wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
+  wr.opcode = imm != nullptr ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  if (imm != nullptr) wr.imm_data = htonl(*imm);
   wr.send_flags = IBV_SEND_SIGNALED;
   if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
     free_send_.push_front(slot);
@@ -414,7 +453,7 @@ ssize_t RcSocket::send(const void* buf, std::size_t len, int flags) {
   return static_cast<ssize_t>(len);
 }
 
-ssize_t RcSocket::recv(void* buf, std::size_t len, int flags) {
+ssize_t RcSocket::recv(void* buf, std::size_t len, int flags, std::uint32_t* imm, bool* has_imm) {
   const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
   if (state_ != State::Open && state_ != State::Closed) return fail(ENOTCONN, "not connected");
   const bool saved = nonblock_;
@@ -425,6 +464,8 @@ ssize_t RcSocket::recv(void* buf, std::size_t len, int flags) {
   if (r != 0) return -1;
   if (ready_.empty()) return 0;  // the peer ended its messages
   const Msg m = ready_.front();
+  if (has_imm != nullptr) *has_imm = m.has_imm;
+  if (imm != nullptr) *imm = m.imm;
   const std::size_t n = std::min<std::size_t>(len, m.len);
   if (n > 0) std::memcpy(buf, mem_.get() + std::size_t{m.slot} * kSlot, n);
   if ((flags & MSG_PEEK) == 0) {
@@ -468,7 +509,7 @@ int RcSocket::poll_events() {
     case State::Connecting:
       return 0;
     case State::Open:
-      if (!ready_.empty() || peer_ended_) ev |= POLLIN;
+      if (!ready_.empty() || peer_ended_ || !done_.empty() || !adverts_.empty()) ev |= POLLIN;
       if (peer_ended_) ev |= POLLRDHUP;
       if (!free_send_.empty() && !shut_wr_) ev |= POLLOUT;
       break;
@@ -479,6 +520,150 @@ int RcSocket::poll_events() {
   }
   if (error_ != 0) ev |= POLLERR;
   return ev;
+}
+
+int RcSocket::control(std::uint8_t type, const void* body, std::size_t len) {
+  if (block_until([&] { return !free_send_.empty() || state_ != State::Open; }) != 0) return -1;
+  if (state_ != State::Open) return fail(ENOTCONN, detail_);
+  const std::uint32_t slot = free_send_.front();
+  free_send_.pop_front();
+  std::uint8_t* p = mem_.get() + std::size_t{slot} * kSlot;
+  p[0] = type;
+  std::memcpy(p + 1, body, len);
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(p), static_cast<std::uint32_t>(len + 1), mr_->lkey};
+  ibv_send_wr wr{};
+  ibv_send_wr* bad = nullptr;
+  wr.wr_id = slot;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND_WITH_IMM;
+  wr.imm_data = htonl(kMagic);
+  wr.send_flags = IBV_SEND_SIGNALED;
+  if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
+    free_send_.push_front(slot);
+    return fail(errno, "ibv_post_send failed");
+  }
+  return 0;
+}
+
+void RcSocket::on_control(const std::uint8_t* p, std::uint32_t len) {
+  if (p[0] == kAdvert && len >= 1 + sizeof(AdvertBody)) {
+    AdvertBody b{};
+    std::memcpy(&b, p + 1, sizeof b);
+    adverts_.push_back(
+        afib_remote{ntohl(b.id), ntohl(b.rkey), hton64(b.addr), hton64(b.len), ntohl(b.access)});
+  } else if (p[0] == kRevoked && len >= 5) {
+    std::uint32_t id = 0;
+    std::memcpy(&id, p + 1, 4);
+    id = ntohl(id);
+    for (auto it = adverts_.begin(); it != adverts_.end();)  // not yet taken: gone
+      it = it->id == id ? adverts_.erase(it) : std::next(it);
+  }
+}
+
+int RcSocket::reg(void* addr, std::size_t len, int access) {
+  if (state_ != State::Open || id_ == nullptr || id_->qp == nullptr)
+    return fail(ENOTCONN, "register memory on a connected socket");
+  if (addr == nullptr || len == 0) return fail(EINVAL, "an empty region");
+  if ((access & ~(AFIB_ACCESS_REMOTE_READ | AFIB_ACCESS_REMOTE_WRITE)) != 0)
+    return fail(EINVAL, "unknown access bits");
+  // Only the access asked for: local write (RDMA READ lands here) always, remote read / write
+  // as granted.
+  unsigned flags = IBV_ACCESS_LOCAL_WRITE;
+  if ((access & AFIB_ACCESS_REMOTE_READ) != 0) flags |= IBV_ACCESS_REMOTE_READ;
+  if ((access & AFIB_ACCESS_REMOTE_WRITE) != 0) flags |= IBV_ACCESS_REMOTE_WRITE;
+  ibv_mr* mr = ibv_reg_mr(id_->qp->pd, addr, len, flags);
+  if (mr == nullptr) return fail(errno, std::string("ibv_reg_mr: ") + std::strerror(errno));
+  const int n = next_region_++;
+  regions_[n] = mr;
+  region_access_[n] = static_cast<std::uint32_t>(access);
+  return n;
+}
+
+int RcSocket::advertise(int region) {
+  const auto it = regions_.find(region);
+  if (it == regions_.end()) return fail(EINVAL, "no such region");
+  const ibv_mr* mr = it->second;
+  AdvertBody b{};
+  b.id = htonl(static_cast<std::uint32_t>(region));
+  b.rkey = htonl(mr->rkey);
+  b.addr = hton64(reinterpret_cast<std::uintptr_t>(mr->addr));
+  b.len = hton64(mr->length);
+  b.access = htonl(region_access_[region]);
+  return control(kAdvert, &b, sizeof b);
+}
+
+int RcSocket::peer_region(afib_remote* out) {
+  if (state_ != State::Open && adverts_.empty()) return fail(ENOTCONN, "not connected");
+  if (block_until([&] { return !adverts_.empty() || state_ != State::Open; }) != 0) return -1;
+  if (adverts_.empty()) return fail(ENOTCONN, detail_.empty() ? "connection ended" : detail_);
+  *out = adverts_.front();
+  adverts_.pop_front();
+  return 0;
+}
+
+int RcSocket::rdma(bool write, int region, std::size_t offset, const afib_remote& remote,
+                   std::uint64_t remote_offset, std::size_t len, std::uint64_t wr_id, bool with_imm,
+                   std::uint32_t imm) {
+  progress();
+  if (state_ != State::Open) return fail(ENOTCONN, detail_.empty() ? "not connected" : detail_);
+  if (with_imm && imm == kMagic)
+    return fail(EINVAL, "the immediate value 0x41464942 is libafib's own (AFIB_IMM_RESERVED)");
+  const auto it = regions_.find(region);
+  if (it == regions_.end()) return fail(EINVAL, "no such local region");
+  const ibv_mr* mr = it->second;
+  if (offset > mr->length || len > mr->length - offset)
+    return fail(EINVAL, "outside the local region");
+  if (len > UINT32_MAX) return fail(EMSGSIZE, "at most 4 GiB per operation");
+  // The remote bounds are the peer's to enforce (its key covers its region); checked here too
+  // so that a caller's mistake is an error, not a broken connection.
+  if (remote_offset > remote.len || len > remote.len - remote_offset)
+    return fail(EINVAL, "outside the peer's region");
+  const std::uint32_t seq = next_op_++;
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(mr->addr) + offset, static_cast<std::uint32_t>(len),
+              mr->lkey};
+  ibv_send_wr wr{};
+  ibv_send_wr* bad = nullptr;
+  wr.wr_id = kOpTag | seq;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = !write ? IBV_WR_RDMA_READ : with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+  if (write && with_imm) wr.imm_data = htonl(imm);
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = remote.addr + remote_offset;
+  wr.wr.rdma.rkey = remote.rkey;
+  if (ibv_post_send(id_->qp, &wr, &bad) != 0)
+    return fail(errno, std::string("ibv_post_send: ") + std::strerror(errno));
+  ops_[seq] =
+      Op{wr_id, write ? std::uint32_t{AFIB_OP_RDMA_WRITE} : std::uint32_t{AFIB_OP_RDMA_READ},
+         static_cast<std::uint32_t>(len)};
+  return 0;
+}
+
+int RcSocket::completions(afib_completion* out, int n) {
+  if (n <= 0) return fail(EINVAL, "no room for completions");
+  if (block_until([&] { return !done_.empty() || state_ == State::Closed; }) != 0) return -1;
+  int k = 0;
+  for (; k < n && !done_.empty(); ++k) {
+    out[k] = done_.front();
+    done_.pop_front();
+  }
+  if (k == 0) return fail(error_ != 0 ? error_ : ENOTCONN, detail_);
+  return k;
+}
+
+int RcSocket::revoke(int region) {
+  const auto it = regions_.find(region);
+  if (it == regions_.end()) return fail(EINVAL, "no such region");
+  // Deregistering kills the key at once: a later access by the peer fails.
+  if (ibv_dereg_mr(it->second) != 0) return fail(errno, "ibv_dereg_mr failed");
+  regions_.erase(it);
+  region_access_.erase(region);
+  if (state_ == State::Open) {
+    const std::uint32_t id = htonl(static_cast<std::uint32_t>(region));
+    control(kRevoked, &id, sizeof id);  // the peer learns it; the key is dead either way
+  }
+  return 0;
 }
 
 const sockaddr* RcSocket::local() const {

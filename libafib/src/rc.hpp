@@ -10,8 +10,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
+
+#include "afib/afib.h"
 
 namespace afib {
 
@@ -35,8 +38,18 @@ class RcSocket {
   // (errno EAGAIN when nonblocking and none is pending).
   std::unique_ptr<RcSocket> accept(int* new_fd);
   int connect(const sockaddr* a, rdma_port_space ps);
-  ssize_t send(const void* buf, std::size_t len, int flags);
-  ssize_t recv(void* buf, std::size_t len, int flags);
+  ssize_t send(const void* buf, std::size_t len, int flags, const std::uint32_t* imm = nullptr);
+  ssize_t recv(void* buf, std::size_t len, int flags, std::uint32_t* imm = nullptr,
+               bool* has_imm = nullptr);
+  // Native features (afib.h part 3).
+  int reg(void* addr, std::size_t len, int access);
+  int advertise(int region);
+  int peer_region(afib_remote* out);
+  int rdma(bool write, int region, std::size_t offset, const afib_remote& remote,
+           std::uint64_t remote_offset, std::size_t len, std::uint64_t wr_id, bool with_imm,
+           std::uint32_t imm);
+  int completions(afib_completion* out, int n);
+  int revoke(int region);
   int shutdown(int how);
   int poll_events();
   const sockaddr* local() const;
@@ -48,6 +61,12 @@ class RcSocket {
   enum class State : std::uint8_t { Idle, Bound, Listening, Resolving, Connecting, Open, Closed };
   struct Msg {
     std::uint32_t slot, len;
+    bool has_imm;
+    std::uint32_t imm;
+  };
+  struct Op {  // an RDMA operation in flight
+    std::uint64_t wr_id;
+    std::uint32_t op, len;
   };
   int epfd_;
   bool nonblock_;
@@ -58,10 +77,17 @@ class RcSocket {
   ibv_cq* cq_ = nullptr;
   ibv_mr* mr_ = nullptr;
   std::unique_ptr<std::uint8_t[]> mem_;
-  std::deque<Msg> ready_;                // received messages not yet read
-  std::deque<std::uint32_t> free_send_;  // send slots not in flight
-  std::deque<rdma_cm_id*> requests_;     // listener: connection requests not yet accepted
-  std::uint32_t peer_slot_ = 0;          // the peer's largest message (its private data)
+  std::deque<Msg> ready_;                       // received messages not yet read
+  std::deque<std::uint32_t> free_send_;         // send slots not in flight
+  std::deque<rdma_cm_id*> requests_;            // listener: connection requests not yet accepted
+  std::map<int, ibv_mr*> regions_;              // afib_reg
+  std::map<int, std::uint32_t> region_access_;  // AFIB_ACCESS_* granted
+  int next_region_ = 1;
+  std::deque<afib_remote> adverts_;   // the peer's, not yet taken
+  std::deque<afib_completion> done_;  // completions not yet taken
+  std::map<std::uint32_t, Op> ops_;   // RDMA operations in flight, by sequence number
+  std::uint32_t next_op_ = 1;
+  std::uint32_t peer_slot_ = 0;  // the peer's largest message (its private data)
   bool peer_ended_ = false, shut_wr_ = false, armed_ = false, active_ = false;
   int error_ = 0;
   std::string detail_;
@@ -72,6 +98,8 @@ class RcSocket {
   void progress();  // CM events and completions, without waiting
   void on_event(rdma_cm_event* ev);
   int post_recv(std::uint32_t slot);
+  int control(std::uint8_t type, const void* body, std::size_t len);  // a control message
+  void on_control(const std::uint8_t* p, std::uint32_t len);
   int wait();  // until something happens (blocking sockets)
   template <class Pred>
   int block_until(Pred done);  // progress + wait until done() or an error / nonblocking EAGAIN

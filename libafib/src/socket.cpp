@@ -335,6 +335,85 @@ int afib_poll_events(int fd) {
   return sdp_poll_events(sdp);
 }
 
+}  // extern "C"
+
+namespace {
+
+// A native-feature call on a SOCK_SEQPACKET socket, under its lock; EOPNOTSUPP on a stream.
+template <class F>
+auto native(int fd, F f) -> decltype(f(std::declval<afib::RcSocket&>())) {
+  const auto s = find(fd);
+  if (!s) return fail(EBADF);
+  std::lock_guard lk(s->mu);
+  if (!s->rc) {
+    s->detail = "RDMA operations and regions are for SOCK_SEQPACKET sockets";
+    return fail(EOPNOTSUPP);
+  }
+  const auto r = f(*s->rc);
+  if (r < 0 && errno != EAGAIN) note(*s);
+  return r;
+}
+
+}  // namespace
+
+extern "C" {
+
+int afib_reg(int fd, void* addr, size_t len, int access) {
+  return native(fd, [&](afib::RcSocket& rc) { return rc.reg(addr, len, access); });
+}
+
+int afib_advertise(int fd, int region) {
+  return native(fd, [&](afib::RcSocket& rc) { return rc.advertise(region); });
+}
+
+int afib_peer_region(int fd, struct afib_remote* out) {
+  if (out == nullptr) return fail(EFAULT);
+  return native(fd, [&](afib::RcSocket& rc) { return rc.peer_region(out); });
+}
+
+int afib_rdma_write(int fd, int region, size_t offset, const struct afib_remote* to,
+                    uint64_t remote_offset, size_t len, uint64_t wr_id, int with_imm,
+                    uint32_t imm) {
+  if (to == nullptr) return fail(EFAULT);
+  return native(fd, [&](afib::RcSocket& rc) {
+    return rc.rdma(true, region, offset, *to, remote_offset, len, wr_id, with_imm != 0, imm);
+  });
+}
+
+int afib_rdma_read(int fd, int region, size_t offset, const struct afib_remote* from,
+                   uint64_t remote_offset, size_t len, uint64_t wr_id) {
+  if (from == nullptr) return fail(EFAULT);
+  return native(fd, [&](afib::RcSocket& rc) {
+    return rc.rdma(false, region, offset, *from, remote_offset, len, wr_id, false, 0);
+  });
+}
+
+ssize_t afib_send_imm(int fd, const void* buf, size_t len, uint32_t imm) {
+  return native(fd, [&](afib::RcSocket& rc) { return rc.send(buf, len, 0, &imm); });
+}
+
+ssize_t afib_recv_imm(int fd, void* buf, size_t len, int flags, uint32_t* imm, int* has_imm) {
+  return native(fd, [&](afib::RcSocket& rc) {
+    bool h = false;
+    std::uint32_t v = 0;
+    const ssize_t r = rc.recv(buf, len, flags, &v, &h);
+    if (r >= 0) {
+      if (imm != nullptr) *imm = v;
+      if (has_imm != nullptr) *has_imm = h ? 1 : 0;
+    }
+    return r;
+  });
+}
+
+int afib_completions(int fd, struct afib_completion* out, int n) {
+  if (out == nullptr) return fail(EFAULT);
+  return native(fd, [&](afib::RcSocket& rc) { return rc.completions(out, n); });
+}
+
+int afib_revoke(int fd, int region) {
+  return native(fd, [&](afib::RcSocket& rc) { return rc.revoke(region); });
+}
+
 const char* afib_error_detail(int fd) {
   const auto s = find(fd);
   if (!s) return "not an afib socket";

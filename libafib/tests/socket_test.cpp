@@ -168,6 +168,36 @@ TEST(AfibSocket, CallsRefuseWhatTheyCannotDo) {
   EXPECT_EQ(errno, EBADF);
 }
 
+TEST(AfibSocket, NativeFeaturesNeedAConnectedSeqpacketSocket) {
+  const int st = afib_socket(AF_IB, SOCK_STREAM, 0);
+  ASSERT_GE(st, 0);
+  char buf[64];
+  errno = 0;
+  EXPECT_EQ(afib_reg(st, buf, sizeof buf, AFIB_ACCESS_REMOTE_READ), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_NE(std::string(afib_error_detail(st)).find("SOCK_SEQPACKET"), std::string::npos);
+  EXPECT_EQ(afib_close(st), 0);
+  const int sp = afib_socket(AF_IB, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
+  ASSERT_GE(sp, 0);
+  EXPECT_EQ(afib_reg(sp, buf, sizeof buf, AFIB_ACCESS_REMOTE_READ), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  EXPECT_EQ(afib_advertise(sp, 1), -1);
+  EXPECT_EQ(errno, EINVAL);  // no such region
+  EXPECT_EQ(afib_revoke(sp, 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  afib_remote r{};
+  EXPECT_EQ(afib_rdma_read(sp, 1, 0, &r, 0, 8, 1), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  EXPECT_EQ(afib_rdma_write(sp, 1, 0, nullptr, 0, 8, 1, 0, 0), -1);
+  EXPECT_EQ(errno, EFAULT);
+  EXPECT_EQ(afib_send_imm(sp, "x", 1, AFIB_IMM_RESERVED), -1);  // libafib's own value
+  EXPECT_EQ(errno, EINVAL);
+  afib_completion c{};
+  EXPECT_EQ(afib_completions(sp, &c, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(afib_close(sp), 0);
+}
+
 TEST(AfibSocket, WithoutADeviceConnectSaysSo) {
   int n = 0;
   ibv_device** list = ibv_get_device_list(&n);

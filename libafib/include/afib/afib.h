@@ -114,6 +114,76 @@ int afib_poll_events(int fd);
 /* The last failure of this socket in words ("" when none). Valid until the next call on it. */
 const char *afib_error_detail(int fd);
 
+/*
+ * Native features of SOCK_SEQPACKET sockets (part 3; DESIGN.md "Native features"), on a
+ * connected socket.
+ *
+ * A region is memory of this process registered with the socket's device (afib_reg): local
+ * work (RDMA read into it, write from it) needs no grant; the peer reaches it only with the
+ * access given at registration, only once it is advertised (afib_advertise), and never after
+ * afib_revoke: its RDMA read or write then completes with an error (AFIB_STATUS_REMOTE_ACCESS),
+ * after which the connection is over (RC reports the failure by ending the QP).
+ */
+#define AFIB_ACCESS_REMOTE_READ 1  /* the peer may RDMA-read the region */
+#define AFIB_ACCESS_REMOTE_WRITE 2 /* the peer may RDMA-write the region */
+
+/* A region the peer advertised. */
+struct afib_remote {
+  uint32_t id;     /* the peer's region number */
+  uint32_t rkey;   /* its remote key */
+  uint64_t addr;   /* its start in the peer's address space */
+  uint64_t len;    /* its length */
+  uint32_t access; /* AFIB_ACCESS_* the peer granted */
+};
+
+/* What afib_completions reports. */
+enum afib_op {
+  AFIB_OP_RDMA_WRITE = 1,     /* this side's afib_rdma_write finished */
+  AFIB_OP_RDMA_READ = 2,      /* this side's afib_rdma_read finished */
+  AFIB_OP_WRITE_WITH_IMM = 3  /* the peer RDMA-wrote with immediate data: bytes, imm */
+};
+enum afib_status {
+  AFIB_STATUS_OK = 0,
+  AFIB_STATUS_REMOTE_ACCESS = 1, /* the peer's region refused the access (revoked, bounds) */
+  AFIB_STATUS_ERROR = 2          /* another failure (the connection is over) */
+};
+struct afib_completion {
+  uint64_t wr_id;  /* the caller's id of the operation (0 for AFIB_OP_WRITE_WITH_IMM) */
+  uint32_t op;     /* enum afib_op */
+  uint32_t status; /* enum afib_status */
+  uint32_t bytes;  /* bytes moved */
+  uint32_t imm;    /* the immediate value (AFIB_OP_WRITE_WITH_IMM) */
+};
+
+/* The immediate value libafib keeps for its own control messages (refused in the calls). */
+#define AFIB_IMM_RESERVED 0x41464942u
+
+/* Registers [addr, addr+len) with the socket's device: a region number (> 0) or -1. */
+int afib_reg(int fd, void *addr, size_t len, int access);
+/* Tells the peer about a region (its address, length, key and access). */
+int afib_advertise(int fd, int region);
+/* The next region the peer advertised (waits unless nonblocking: EAGAIN). */
+int afib_peer_region(int fd, struct afib_remote *out);
+/* RDMA WRITE of `len` bytes from the local region at `offset` to the peer's region at
+ * `remote_offset`; with `with_imm`, the peer also gets a completion carrying `imm`. The outcome
+ * comes as a completion with `wr_id`. */
+int afib_rdma_write(int fd, int region, size_t offset, const struct afib_remote *to,
+                    uint64_t remote_offset, size_t len, uint64_t wr_id, int with_imm,
+                    uint32_t imm);
+/* RDMA READ of `len` bytes from the peer's region at `remote_offset` into the local region at
+ * `offset`; the outcome comes as a completion with `wr_id`. */
+int afib_rdma_read(int fd, int region, size_t offset, const struct afib_remote *from,
+                   uint64_t remote_offset, size_t len, uint64_t wr_id);
+/* A message with immediate data: received by afib_recv_imm. */
+ssize_t afib_send_imm(int fd, const void *buf, size_t len, uint32_t imm);
+/* afib_recv that also says whether the message carried immediate data (*has_imm) and its value. */
+ssize_t afib_recv_imm(int fd, void *buf, size_t len, int flags, uint32_t *imm, int *has_imm);
+/* Up to n completions (waits for one unless nonblocking: EAGAIN). The descriptor is readable
+ * while completions (or messages) are pending. */
+int afib_completions(int fd, struct afib_completion *out, int n);
+/* Ends the peer's access to a region at once (its key dies) and tells the peer. */
+int afib_revoke(int fd, int region);
+
 #ifdef __cplusplus
 }
 #endif

@@ -66,6 +66,20 @@ case "$NAME" in
     grep -q "^echoed 4 messages$" "$A/afib_seqpacket.out" || bad "server: $(cat "$A/afib_seqpacket.out")"
     echo "PASS afib_seqpacket: $(cat "$B/afib_seqpacket.out")"
     ;;
+  afib_rdma)
+    rc_ok "$B/afib_rdma.rc" "afib-rdma connect ($(cat "$B/afib_rdma.err" 2>/dev/null))"
+    rc_ok "$A/afib_rdma.rc" "afib-rdma listen ($(cat "$A/afib_rdma.err" 2>/dev/null))"
+    for want in "RDMA read of 4096 bytes: the peer's bytes" \
+      "RDMA write of 512 bytes with immediate: done" \
+      "RDMA write after revocation: failed (remote access error)"; do
+      grep -qF "$want" "$B/afib_rdma.out" || bad "client: no '$want' in: $(cat "$B/afib_rdma.out")"
+    done
+    for want in "RDMA write with immediate 0x1234 received: 512 bytes as written" \
+      "message 'hello-imm' with immediate 0x5678" "region revoked"; do
+      grep -qF "$want" "$A/afib_rdma.out" || bad "server: no '$want' in: $(cat "$A/afib_rdma.out")"
+    done
+    echo "PASS afib_rdma: RDMA read, RDMA write with immediate, send with immediate; access after revocation refused"
+    ;;
   native)
     need "$B/$NAME.rc"
     echo "client: rc $(cat $B/native.rc), $(cat $B/native.ms 2>/dev/null) ms: $(cat $B/native.err)"

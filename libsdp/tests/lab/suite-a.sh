@@ -76,5 +76,14 @@ lab_log "afib_seqpacket"
 lab_wait_cm_listen 7200 60 && lab_signal afib_seqpacket.listening
 lab_wait afib_seqpacket.done 120
 wait
+
+# libafib: registered memory, RDMA read/write, immediate data, revocation
+# (libafib/examples/afib_rdma.c; this host owns and grants the region).
+lab_log "afib_rdma"
+(timeout 90 "$BIN/../libafib/afib-rdma" listen '[::]:ipcm:7300' >"$LAB_OUT/afib_rdma.out" \
+  2>"$LAB_OUT/afib_rdma.err"; echo $? >"$LAB_OUT/afib_rdma.rc") &
+lab_wait_cm_listen 7300 60 && lab_signal afib_rdma.listening
+lab_wait afib_rdma.done 120
+wait
 lab_log "suite done"
 exit 0

@@ -72,4 +72,11 @@ if lab_wait afib_seqpacket.listening 120; then
   echo $? >"$LAB_OUT/afib_seqpacket.rc"
 fi
 lab_signal afib_seqpacket.done
+
+if lab_wait afib_rdma.listening 120; then
+  timeout 60 "$BIN/../libafib/afib-rdma" connect '[::ffff:10.99.0.1]:ipcm:7300' \
+    >"$LAB_OUT/afib_rdma.out" 2>"$LAB_OUT/afib_rdma.err"
+  echo $? >"$LAB_OUT/afib_rdma.rc"
+fi
+lab_signal afib_rdma.done
 exit 0
