@@ -8,14 +8,17 @@
  *
  * The client sends messages of 1, 100, 4096 and 65536 bytes, checks that 65537 bytes are refused
  * (EMSGSIZE), ends its messages (shutdown), then reads the echoes: each exactly as sent, the
- * third into a 100-byte buffer with MSG_TRUNC (the message's length returned, the rest dropped).
+ * third into a 100-byte buffer with MSG_TRUNC (the message's length returned, the rest dropped),
+ * each after poll(2) said the descriptor is readable.
  */
 #include <afib/afib.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 enum { kMax = 65536 };
 
@@ -83,7 +86,15 @@ static int client(const struct sockaddr_ib *to) {
   }
   if (afib_shutdown(s, SHUT_WR) != 0) return fail("shutdown", s);
   int bad = 0;
+  sleep(1); /* let every echo arrive: the first recv then collects them all */
   for (unsigned i = 0; i < 4; ++i) {
+    /* The descriptor says when a message is there (poll before each recv: the first recv may
+     * have collected every echo at once, the descriptor must still say "readable"). */
+    struct pollfd p = {s, POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1 || (p.revents & POLLIN) == 0) {
+      fprintf(stderr, "afib-seqpacket: echo %u pending but the descriptor is not readable\n", i);
+      return 1;
+    }
     fill(out, sizes[i], i);
     const int trunc = i == 2;
     const ssize_t n = afib_recv(s, in, trunc ? 100 : sizeof in, trunc ? MSG_TRUNC : 0);

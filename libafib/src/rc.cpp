@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,6 +81,26 @@ const char* event_name(rdma_cm_event_type t) {
 
 }  // namespace
 
+RcSocket::RcSocket(int epfd, bool nonblock) : epfd_(epfd), nonblock_(nonblock) {
+  attention_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (attention_ >= 0) watch(epfd_, attention_);
+}
+
+void RcSocket::update_attention() {
+  bool on = !ready_.empty() || !done_.empty() || !adverts_.empty() || !requests_.empty() ||
+            peer_ended_ || error_ != 0 || state_ == State::Closed;
+  if (want_write_ && !free_send_.empty()) on = true;
+  if (connecting_nb_ && (state_ == State::Open || state_ == State::Closed)) on = true;
+  if (attention_ < 0 || on == attention_on_) return;
+  std::uint64_t v = 1;
+  if (on) {
+    [[maybe_unused]] const auto n = ::write(attention_, &v, sizeof v);
+  } else {
+    [[maybe_unused]] const auto n = ::read(attention_, &v, sizeof v);
+  }
+  attention_on_ = on;
+}
+
 RcSocket::~RcSocket() {
   for (rdma_cm_id* r : requests_) {
     rdma_reject(r, nullptr, 0);
@@ -95,6 +116,7 @@ RcSocket::~RcSocket() {
   for (auto& [n, mr] : regions_) ibv_dereg_mr(mr);
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (ch_ != nullptr) rdma_destroy_event_channel(ch_);
+  if (attention_ >= 0) ::close(attention_);
 }
 
 int RcSocket::fail(int e, std::string why) {
@@ -244,6 +266,11 @@ void RcSocket::on_event(rdma_cm_event* ev) {
 }
 
 void RcSocket::progress() {
+  poll_once();
+  update_attention();
+}
+
+void RcSocket::poll_once() {
   rdma_cm_event* ev = nullptr;
   while (ch_ != nullptr && rdma_get_cm_event(ch_, &ev) == 0) {
     if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
@@ -338,6 +365,7 @@ int RcSocket::block_until(Pred done) {
 }
 
 std::unique_ptr<RcSocket> RcSocket::accept(int* new_fd) {
+  const Settle settle{*this};
   if (state_ != State::Listening) {
     fail(EINVAL, "not listening");
     return nullptr;
@@ -395,6 +423,7 @@ std::unique_ptr<RcSocket> RcSocket::accept(int* new_fd) {
 }
 
 int RcSocket::connect(const sockaddr* a, rdma_port_space ps) {
+  const Settle settle{*this};
   if (state_ == State::Resolving || state_ == State::Connecting) return fail(EALREADY, "");
   if (state_ == State::Open) return fail(EISCONN, "");
   if (state_ != State::Idle && state_ != State::Bound) return fail(EINVAL, "listening or closed");
@@ -410,6 +439,7 @@ int RcSocket::connect(const sockaddr* a, rdma_port_space ps) {
   state_ = State::Resolving;
   active_ = true;
   if (nonblock_) {
+    connecting_nb_ = true;  // the descriptor turns readable when the connect is over
     errno = EINPROGRESS;
     return -1;
   }
@@ -419,6 +449,7 @@ int RcSocket::connect(const sockaddr* a, rdma_port_space ps) {
 }
 
 ssize_t RcSocket::send(const void* buf, std::size_t len, int flags, const std::uint32_t* imm) {
+  const Settle settle{*this};
   if (imm != nullptr && *imm == kMagic)
     return fail(EINVAL, "the immediate value 0x41464942 is libafib's own (AFIB_IMM_RESERVED)");
   const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
@@ -431,7 +462,15 @@ ssize_t RcSocket::send(const void* buf, std::size_t len, int flags, const std::u
   nonblock_ = nb;
   const int r = block_until([&] { return !free_send_.empty() || state_ != State::Open; });
   nonblock_ = saved;
-  if (r != 0) return -1;
+  if (r != 0) {
+    if (errno == EAGAIN) {
+      want_write_ = true;  // the descriptor turns readable once a slot is free
+      update_attention();
+      errno = EAGAIN;
+    }
+    return -1;
+  }
+  want_write_ = false;
   if (state_ != State::Open) return fail(EPIPE, detail_);
   const std::uint32_t slot = free_send_.front();
   free_send_.pop_front();
@@ -454,6 +493,7 @@ ssize_t RcSocket::send(const void* buf, std::size_t len, int flags, const std::u
 }
 
 ssize_t RcSocket::recv(void* buf, std::size_t len, int flags, std::uint32_t* imm, bool* has_imm) {
+  const Settle settle{*this};
   const bool nb = nonblock_ || (flags & MSG_DONTWAIT) != 0;
   if (state_ != State::Open && state_ != State::Closed) return fail(ENOTCONN, "not connected");
   const bool saved = nonblock_;
@@ -478,6 +518,7 @@ ssize_t RcSocket::recv(void* buf, std::size_t len, int flags, std::uint32_t* imm
 }
 
 int RcSocket::shutdown(int how) {
+  const Settle settle{*this};
   if (state_ != State::Open) return fail(ENOTCONN, "not connected");
   if ((how == SHUT_WR || how == SHUT_RDWR) && !shut_wr_) {
     // A zero-length SEND with an immediate value marks the end of this side's messages.
@@ -498,6 +539,10 @@ int RcSocket::shutdown(int how) {
 
 int RcSocket::poll_events() {
   progress();
+  if (connecting_nb_ && (state_ == State::Open || state_ == State::Closed)) {
+    connecting_nb_ = false;  // reported now
+    update_attention();
+  }
   int ev = 0;
   switch (state_) {
     case State::Idle:
@@ -581,6 +626,7 @@ int RcSocket::reg(void* addr, std::size_t len, int access) {
 }
 
 int RcSocket::advertise(int region) {
+  const Settle settle{*this};
   const auto it = regions_.find(region);
   if (it == regions_.end()) return fail(EINVAL, "no such region");
   const ibv_mr* mr = it->second;
@@ -594,6 +640,7 @@ int RcSocket::advertise(int region) {
 }
 
 int RcSocket::peer_region(afib_remote* out) {
+  const Settle settle{*this};
   if (state_ != State::Open && adverts_.empty()) return fail(ENOTCONN, "not connected");
   if (block_until([&] { return !adverts_.empty() || state_ != State::Open; }) != 0) return -1;
   if (adverts_.empty()) return fail(ENOTCONN, detail_.empty() ? "connection ended" : detail_);
@@ -605,6 +652,7 @@ int RcSocket::peer_region(afib_remote* out) {
 int RcSocket::rdma(bool write, int region, std::size_t offset, const afib_remote& remote,
                    std::uint64_t remote_offset, std::size_t len, std::uint64_t wr_id, bool with_imm,
                    std::uint32_t imm) {
+  const Settle settle{*this};
   progress();
   if (state_ != State::Open) return fail(ENOTCONN, detail_.empty() ? "not connected" : detail_);
   if (with_imm && imm == kMagic)
@@ -641,6 +689,7 @@ int RcSocket::rdma(bool write, int region, std::size_t offset, const afib_remote
 }
 
 int RcSocket::completions(afib_completion* out, int n) {
+  const Settle settle{*this};
   if (n <= 0) return fail(EINVAL, "no room for completions");
   if (block_until([&] { return !done_.empty() || state_ == State::Closed; }) != 0) return -1;
   int k = 0;
@@ -653,6 +702,7 @@ int RcSocket::completions(afib_completion* out, int n) {
 }
 
 int RcSocket::revoke(int region) {
+  const Settle settle{*this};
   const auto it = regions_.find(region);
   if (it == regions_.end()) return fail(EINVAL, "no such region");
   // Deregistering kills the key at once: a later access by the peer fails.

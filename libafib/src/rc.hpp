@@ -25,7 +25,7 @@ class RcSocket {
   static constexpr std::uint32_t kSendSlots = 16;
 
   // `epfd`: the socket's descriptor (an epoll set) the channels' descriptors join.
-  RcSocket(int epfd, bool nonblock) : epfd_(epfd), nonblock_(nonblock) {}
+  RcSocket(int epfd, bool nonblock);
   ~RcSocket();
   RcSocket(const RcSocket&) = delete;
   RcSocket& operator=(const RcSocket&) = delete;
@@ -70,6 +70,10 @@ class RcSocket {
   };
   int epfd_;
   bool nonblock_;
+  // An eventfd in the socket's epoll set, readable while the socket has something to say
+  // (update_attention): completions alone would leave queued messages unannounced.
+  int attention_ = -1;
+  bool attention_on_ = false, want_write_ = false, connecting_nb_ = false;
   State state_ = State::Idle;
   rdma_event_channel* ch_ = nullptr;
   rdma_cm_id* id_ = nullptr;
@@ -93,9 +97,16 @@ class RcSocket {
   std::string detail_;
 
   int fail(int e, std::string why);
-  int channel();    // makes the event channel (once) and watches it
-  int setup_qp();   // CQ, QP, the region, receives posted
-  void progress();  // CM events and completions, without waiting
+  int channel();            // makes the event channel (once) and watches it
+  int setup_qp();           // CQ, QP, the region, receives posted
+  void progress();          // CM events and completions, without waiting
+  void poll_once();         // progress() without the attention update
+  void update_attention();  // sets or clears attention_ from the socket's state
+  // Updates the attention when a public call returns (it may have taken what was announced).
+  struct Settle {
+    RcSocket& s;
+    ~Settle() { s.update_attention(); }
+  };
   void on_event(rdma_cm_event* ev);
   int post_recv(std::uint32_t slot);
   int control(std::uint8_t type, const void* body, std::size_t len);  // a control message

@@ -94,8 +94,11 @@ int afib_resolve(const char* host, uint64_t sid, int timeout_ms, struct sockaddr
  *                   is dropped, MSG_TRUNC returns the message's real length). On RoCE the
  *                   service ID must be ipcm:PORT or ib:PORT (rdma_cm's port spaces).
  *
- * type may carry SOCK_NONBLOCK (connect then fails with EINPROGRESS and completes as the
- * descriptor becomes writable; accept, send and recv with EAGAIN).
+ * type may carry SOCK_NONBLOCK (connect then fails with EINPROGRESS; accept, send and recv with
+ * EAGAIN). The descriptor is an epoll descriptor, so poll/epoll report POLLIN only: it is
+ * readable when there is a message or data, end of stream, an error, a connection to accept,
+ * a finished nonblocking connect, completions or advertised regions, and again after a send
+ * returned EAGAIN once it can take more; afib_poll_events then gives the exact POLL* state.
  */
 int afib_socket(int domain, int type, int protocol);
 int afib_bind(int fd, const struct sockaddr_ib *addr);
