@@ -278,6 +278,18 @@ void RcSocket::poll_once() {
       const std::uint32_t ps =
           peer_slot(ev->param.conn.private_data, ev->param.conn.private_data_len);
       ev->id->context = reinterpret_cast<void*>(static_cast<std::uintptr_t>(ps));
+    } else if (ev->id != id_) {
+      // A listener: an event of a connection request not accepted yet (the peer gave up, or
+      // went away). Not the listener's own state: the request is dropped.
+      rdma_cm_id* gone = ev->id;
+      rdma_ack_cm_event(ev);
+      for (auto it = requests_.begin(); it != requests_.end(); ++it) {
+        if (*it != gone) continue;
+        requests_.erase(it);
+        rdma_destroy_id(gone);
+        break;
+      }
+      continue;
     }
     on_event(ev);
     rdma_ack_cm_event(ev);
