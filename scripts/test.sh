@@ -30,12 +30,14 @@ fi
 
 echo "== fuzz (${FUZZ_SECONDS}s per target)"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j "$JOBS" --target fuzz_wire fuzz_engine fuzz_ibsniff fuzz_filter
+cmake --build --preset fuzz -j "$JOBS" --target fuzz_wire fuzz_engine fuzz_ibsniff fuzz_filter \
+  fuzz_afib_addr
 # target:corpus:max_len[:dictionary] (ibsniff's seeds hold whole captures, several frames each)
 for spec in libsdp/fuzz/fuzz_wire:libsdp/fuzz/corpus/wire:4096 \
   libsdp/fuzz/fuzz_engine:libsdp/fuzz/corpus/engine:4096 \
   tools/ibsniff/fuzz/fuzz_ibsniff:tools/ibsniff/fuzz/corpus:65536 \
-  tools/ibsniff/fuzz/fuzz_filter:tools/ibsniff/fuzz/filter_corpus:512:tools/ibsniff/fuzz/filter.dict; do
+  tools/ibsniff/fuzz/fuzz_filter:tools/ibsniff/fuzz/filter_corpus:512:tools/ibsniff/fuzz/filter.dict \
+  libafib/fuzz/fuzz_afib_addr:libafib/fuzz/corpus:256; do
   IFS=: read -r bin corpus max_len dict <<<"$spec"
   work=$(mktemp -d)
   # The committed corpus is only read: new inputs go to a scratch directory.

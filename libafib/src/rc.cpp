@@ -183,7 +183,8 @@ int RcSocket::setup_qp() {
   if (rdma_create_qp(id_, pd, &qa) != 0) return fail(errno, "rdma_create_qp failed");
   const std::size_t bytes = std::size_t{kSlot} * (kRecvSlots + kSendSlots);
   mem_.reset(new std::uint8_t[bytes]);
-  mr_ = ibv_reg_mr(pd, mem_.get(), bytes, IBV_ACCESS_LOCAL_WRITE);  // local only: no remote key
+  const unsigned local_only = IBV_ACCESS_LOCAL_WRITE;  // no remote key for the slots
+  mr_ = ibv_reg_mr(pd, mem_.get(), bytes, local_only);
   if (mr_ == nullptr) return fail(errno, "ibv_reg_mr failed");
   for (std::uint32_t i = 0; i < kRecvSlots; ++i)
     if (post_recv(i) != 0) return fail(errno, "ibv_post_recv failed");
