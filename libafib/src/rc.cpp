@@ -487,22 +487,29 @@ ssize_t RcSocket::send(const void* buf, std::size_t len, int flags, const std::u
   if (state_ != State::Open) return fail(EPIPE, detail_);
   const std::uint32_t slot = free_send_.front();
   free_send_.pop_front();
-  std::uint8_t* p = mem_.get() + std::size_t{slot} * kSlot;
-  if (len > 0) std::memcpy(p, buf, len);
-  ibv_sge sge{reinterpret_cast<std::uintptr_t>(p), static_cast<std::uint32_t>(len), mr_->lkey};
+  if (len > 0) std::memcpy(mem_.get() + std::size_t{slot} * kSlot, buf, len);
+  if (post_slot(slot, static_cast<std::uint32_t>(len), imm != nullptr, imm != nullptr ? *imm : 0) !=
+      0)
+    return -1;
+  return static_cast<ssize_t>(len);
+}
+
+int RcSocket::post_slot(std::uint32_t slot, std::uint32_t len, bool with_imm, std::uint32_t imm) {
+  ibv_sge sge{reinterpret_cast<std::uintptr_t>(mem_.get() + std::size_t{slot} * kSlot), len,
+              mr_->lkey};
   ibv_send_wr wr{};
   ibv_send_wr* bad = nullptr;
   wr.wr_id = slot;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = imm != nullptr ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
-  if (imm != nullptr) wr.imm_data = htonl(*imm);
+  wr.sg_list = len > 0 ? &sge : nullptr;
+  wr.num_sge = len > 0 ? 1 : 0;
+  wr.opcode = with_imm ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+  if (with_imm) wr.imm_data = htonl(imm);
   wr.send_flags = IBV_SEND_SIGNALED;
   if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
-    free_send_.push_front(slot);
-    return fail(errno, "ibv_post_send failed");
+    free_send_.push_front(slot);  // not in flight after all
+    return fail(errno, std::string("ibv_post_send: ") + std::strerror(errno));
   }
-  return static_cast<ssize_t>(len);
+  return 0;
 }
 
 ssize_t RcSocket::recv(void* buf, std::size_t len, int flags, std::uint32_t* imm, bool* has_imm) {
@@ -538,13 +545,7 @@ int RcSocket::shutdown(int how) {
     if (block_until([&] { return !free_send_.empty(); }) != 0) return -1;
     const std::uint32_t slot = free_send_.front();
     free_send_.pop_front();
-    ibv_send_wr wr{};
-    ibv_send_wr* bad = nullptr;
-    wr.wr_id = slot;
-    wr.opcode = IBV_WR_SEND_WITH_IMM;
-    wr.imm_data = htonl(kMagic);
-    wr.send_flags = IBV_SEND_SIGNALED;
-    if (ibv_post_send(id_->qp, &wr, &bad) != 0) return fail(errno, "ibv_post_send failed");
+    if (post_slot(slot, 0, true, kMagic) != 0) return -1;
     shut_wr_ = true;
   }
   return 0;
@@ -588,20 +589,7 @@ int RcSocket::control(std::uint8_t type, const void* body, std::size_t len) {
   std::uint8_t* p = mem_.get() + std::size_t{slot} * kSlot;
   p[0] = type;
   std::memcpy(p + 1, body, len);
-  ibv_sge sge{reinterpret_cast<std::uintptr_t>(p), static_cast<std::uint32_t>(len + 1), mr_->lkey};
-  ibv_send_wr wr{};
-  ibv_send_wr* bad = nullptr;
-  wr.wr_id = slot;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND_WITH_IMM;
-  wr.imm_data = htonl(kMagic);
-  wr.send_flags = IBV_SEND_SIGNALED;
-  if (ibv_post_send(id_->qp, &wr, &bad) != 0) {
-    free_send_.push_front(slot);
-    return fail(errno, "ibv_post_send failed");
-  }
-  return 0;
+  return post_slot(slot, static_cast<std::uint32_t>(len + 1), true, kMagic);
 }
 
 void RcSocket::on_control(const std::uint8_t* p, std::uint32_t len) {

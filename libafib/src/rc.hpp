@@ -109,6 +109,9 @@ class RcSocket {
   };
   void on_event(rdma_cm_event* ev);
   int post_recv(std::uint32_t slot);
+  // One signaled SEND (with immediate data when asked) of the first `len` bytes of a send slot
+  // taken from free_send_; the slot goes back there when the post fails.
+  int post_slot(std::uint32_t slot, std::uint32_t len, bool with_imm, std::uint32_t imm);
   int control(std::uint8_t type, const void* body, std::size_t len);  // a control message
   void on_control(const std::uint8_t* p, std::uint32_t len);
   int wait();  // until something happens (blocking sockets)
