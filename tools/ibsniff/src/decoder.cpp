@@ -606,13 +606,12 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
 
   // ICRC: computed over [crc_start, icrc_off) with the variant fields masked, stored LE. Not
   // checked when the output shows no verdict (Packet::want without ibsniff.icrc.bad).
+  add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
   if (want_[static_cast<std::size_t>(FieldId::icrc_bad)] == 0) {
-    add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
     p_.icrc = CrcStatus::Unchecked;
     return;
   }
   if (p_.defer_icrc) {
-    add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
     p_.icrc_deferred = true;
     p_.icrc_kind = static_cast<std::uint8_t>(kind);
     p_.icrc_start = static_cast<std::uint32_t>(crc_start);
@@ -622,7 +621,6 @@ void Decoder::bth(std::size_t off, std::size_t end, CrcKind kind, std::size_t cr
   const std::uint32_t comp = compute_icrc(p_.data.subspan(crc_start, icrc_off - crc_start), kind);
   const std::uint32_t wire = le32(d_ + icrc_off);
   p_.icrc = comp == wire ? CrcStatus::Good : CrcStatus::Bad;
-  add(FieldId::invariant_crc, icrc_off, 4, get32(d_ + icrc_off));
   if (p_.icrc == CrcStatus::Bad) {
     add(FieldId::icrc_bad, icrc_off, 4, 1);
     note(Severity::Warn, "ICRC bad: computed 0x{0:08x}, frame has 0x{1:08x}", comp, wire);
