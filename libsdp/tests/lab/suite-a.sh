@@ -60,30 +60,21 @@ lab_wait native.done 90
 kill %1 2>/dev/null
 wait
 
-# libafib: an AF_IB SOCK_STREAM echo (libafib/examples/afib_stream.c), every local GID.
-lab_log "afib_stream"
-(timeout 90 "$BIN/../libafib/afib-stream" listen '[::]:sdp:7100' >"$LAB_OUT/afib_stream.out" \
-  2>"$LAB_OUT/afib_stream.err"; echo $? >"$LAB_OUT/afib_stream.rc") &
-lab_wait_cm_listen 7100 60 && lab_signal afib_stream.listening
-lab_wait afib_stream.done 120
-wait
-
-# libafib: AF_IB SOCK_SEQPACKET, native RC messages (libafib/examples/afib_seqpacket.c).
-lab_log "afib_seqpacket"
-(timeout 90 "$BIN/../libafib/afib-seqpacket" listen '[::]:ipcm:7200' \
-  >"$LAB_OUT/afib_seqpacket.out" 2>"$LAB_OUT/afib_seqpacket.err"
-  echo $? >"$LAB_OUT/afib_seqpacket.rc") &
-lab_wait_cm_listen 7200 60 && lab_signal afib_seqpacket.listening
-lab_wait afib_seqpacket.done 120
-wait
-
-# libafib: registered memory, RDMA read/write, immediate data, revocation
-# (libafib/examples/afib_rdma.c; this host owns and grants the region).
-lab_log "afib_rdma"
-(timeout 90 "$BIN/../libafib/afib-rdma" listen '[::]:ipcm:7300' >"$LAB_OUT/afib_rdma.out" \
-  2>"$LAB_OUT/afib_rdma.err"; echo $? >"$LAB_OUT/afib_rdma.rc") &
-lab_wait_cm_listen 7300 60 && lab_signal afib_rdma.listening
-lab_wait afib_rdma.done 120
-wait
+# libafib's examples (libafib/examples/afib_NAME.c) as servers on every local GID with service
+# ID SID; host b's client runs once this one listens (afib_NAME.listening) and says when it is
+# done (afib_NAME.done).
+afib_serve() {  # NAME SID
+  local name=$1 sid=$2
+  lab_log "afib_$name"
+  (timeout 90 "$BIN/../libafib/afib-$name" listen "[::]:$sid" >"$LAB_OUT/afib_$name.out" \
+    2>"$LAB_OUT/afib_$name.err"; echo $? >"$LAB_OUT/afib_$name.rc") &
+  lab_wait_cm_listen "${sid#*:}" 60 && lab_signal "afib_$name.listening"
+  lab_wait "afib_$name.done" 120
+  wait
+}
+afib_serve stream sdp:7100      # AF_IB SOCK_STREAM echo (SDP)
+afib_serve seqpacket ipcm:7200  # AF_IB SOCK_SEQPACKET: native RC messages
+# Registered memory, RDMA read/write, immediate data, revocation (this host grants the region).
+afib_serve rdma ipcm:7300
 lab_log "suite done"
 exit 0

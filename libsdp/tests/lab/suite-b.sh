@@ -59,24 +59,18 @@ timeout 60 "$AFIB_ADDR" -v resolve "$A" --sid sdp:7007 >"$LAB_OUT/afib_resolve.o
   2>"$LAB_OUT/afib_resolve.err"
 echo $? >"$LAB_OUT/afib_resolve.rc"
 
-if lab_wait afib_stream.listening 120; then
-  timeout 60 "$BIN/../libafib/afib-stream" connect '[::ffff:10.99.0.1]:sdp:7100' \
-    "hello over AF_IB" >"$LAB_OUT/afib_stream.out" 2>"$LAB_OUT/afib_stream.err"
-  echo $? >"$LAB_OUT/afib_stream.rc"
-fi
-lab_signal afib_stream.done
-
-if lab_wait afib_seqpacket.listening 120; then
-  timeout 60 "$BIN/../libafib/afib-seqpacket" connect '[::ffff:10.99.0.1]:ipcm:7200' \
-    >"$LAB_OUT/afib_seqpacket.out" 2>"$LAB_OUT/afib_seqpacket.err"
-  echo $? >"$LAB_OUT/afib_seqpacket.rc"
-fi
-lab_signal afib_seqpacket.done
-
-if lab_wait afib_rdma.listening 120; then
-  timeout 60 "$BIN/../libafib/afib-rdma" connect '[::ffff:10.99.0.1]:ipcm:7300' \
-    >"$LAB_OUT/afib_rdma.out" 2>"$LAB_OUT/afib_rdma.err"
-  echo $? >"$LAB_OUT/afib_rdma.rc"
-fi
-lab_signal afib_rdma.done
+# The client of each of host a's libafib examples (suite-a.sh, afib_serve).
+afib_connect() {  # NAME SID [ARG...]
+  local name=$1 sid=$2
+  shift 2
+  if lab_wait "afib_$name.listening" 120; then
+    timeout 60 "$BIN/../libafib/afib-$name" connect "[::ffff:$A]:$sid" "$@" \
+      >"$LAB_OUT/afib_$name.out" 2>"$LAB_OUT/afib_$name.err"
+    echo $? >"$LAB_OUT/afib_$name.rc"
+  fi
+  lab_signal "afib_$name.done"
+}
+afib_connect stream sdp:7100 "hello over AF_IB"
+afib_connect seqpacket ipcm:7200
+afib_connect rdma ipcm:7300
 exit 0
