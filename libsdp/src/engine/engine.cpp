@@ -286,6 +286,11 @@ void Engine::set_established() {
 // needs 2 credits, or 1 if it gives the peer more credits than it knows of (CA4-82).
 bool Engine::send_credit_ok(bool data) const noexcept {
   const std::int64_t c = send_credits();
+#ifdef SDP_TEST_BREAK_CREDIT_RULE
+  // Test-only build (conformance/CMakeLists.txt, sdp-conformance-broken): data may take the last
+  // credit, breaking CA4-82, so that the conformance suite can prove it catches it.
+  if (data) return c >= 1;
+#endif
   if (data) return c > reserve_;
   return c >= 2 || (c == 1 && static_cast<std::int64_t>(rx_posted_) > peer_believed_credits());
 }
@@ -705,6 +710,14 @@ void Engine::handle_message(std::uint32_t slot, std::span<const std::uint8_t> ms
   }
   if (wire::seq_after(peer_ack_, h.mseq_ack)) {
     violation("MSeqAck went backwards (%u after %u)", h.mseq_ack, peer_ack_);
+    return;
+  }
+  // The peer may send only with a credit we granted: our last Bufs − (its messages since our
+  // last MSeqAck). A buffer that happens to be posted does not make an overrun legal (§5).
+  if (peer_believed_credits() < 1) {
+    violation(
+        "credit overrun: MSeq %u sent with no credit (we advertised %u buffers at MSeqAck %u)",
+        h.mseq, adv_bufs_, adv_ack_);
     return;
   }
   rx_mseq_ = h.mseq;
