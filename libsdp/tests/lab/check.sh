@@ -94,6 +94,22 @@ case "$NAME" in
       echo "PASS native: not carried by this fabric, and the client says so promptly"
     fi
     ;;
+  conformance)
+    need "$B/conformance.rc"
+    tail -n 15 "$B/conformance.out" 2>/dev/null
+    rc_ok "$B/conformance.rc" "sdp-conformance --peer 10.99.0.1 (output: $B/conformance.out)"
+    need "$B/conformance.junit.xml"
+    counts=$(grep -o '\(failures\|errors\)="[0-9]*"' "$B/conformance.junit.xml")
+    [ -n "$counts" ] || bad "no failures count in $B/conformance.junit.xml"
+    if grep -qv '="0"$' <<<"$counts"; then
+      bad "$B/conformance.junit.xml: $(tr '\n' ' ' <<<"$counts")"
+    fi
+    [ -s "$A/conformance.testd.alive" ] ||
+      bad "sdp-testd did not survive the suite: $(tail -n 5 "$A/conformance.testd.log" 2>/dev/null)"
+    tests=$(grep -o 'tests="[0-9]*"' "$B/conformance.junit.xml" | head -1 | grep -o '[0-9]*')
+    [ "${tests:-0}" -gt 0 ] || bad "no cases ran ($B/conformance.junit.xml)"
+    echo "PASS conformance: $tests cases against sdp-testd over rxe (IP CM), no failures"
+    ;;
   *) bad "unknown scenario" ;;
 esac
 exit 0

@@ -15,7 +15,7 @@ bash "$repo/tools/lab/lab.sh" run --timeout 1500 --out "$OUT" --env LAB_BIN="$BI
   --env LAB_XFER_BYTES="$BYTES" --env LSAN_OPTIONS="suppressions=$here/lsan.supp" \
   "$here/suite-a.sh" "$here/suite-b.sh" || echo "lab run failed (the checks below say where)"
 rc=0
-for s in bcopy_64m zcopy_64m messages_10k concurrent_100 source peer_killed refused unreachable halfclose native afib_resolve afib_stream afib_seqpacket afib_rdma; do
+for s in bcopy_64m zcopy_64m messages_10k concurrent_100 source peer_killed refused unreachable halfclose native afib_resolve afib_stream afib_seqpacket afib_rdma conformance; do
   bash "$here/check.sh" "$OUT" "$s" | tail -n 1 || rc=1
 done
 if grep -rl "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$OUT"/a "$OUT"/b "$OUT"/*.out 2>/dev/null; then

@@ -76,5 +76,18 @@ afib_serve stream sdp:7100      # AF_IB SOCK_STREAM echo (SDP)
 afib_serve seqpacket ipcm:7200  # AF_IB SOCK_SEQPACKET: native RC messages
 # Registered memory, RDMA read/write, immediate data, revocation (this host grants the region).
 afib_serve rdma ipcm:7300
+
+# The conformance suite (conformance/): host b's raw SDP endpoint drives a fresh sdp-testd (echo
+# 7007, discard 7009, source 7019; IP CM service) through every scenario. Whether sdp-testd
+# survived the run is part of the verdict (conformance.testd.alive).
+lab_log "conformance"
+"$BIN/sdp-testd" --port-base 7000 -v >"$LAB_OUT/conformance.testd.log" 2>&1 &
+ctestd=$!
+lab_wait_cm_listen 7007 60 && lab_wait_cm_listen 7009 60 && lab_wait_cm_listen 7019 60 &&
+  lab_signal conformance.testd.up
+lab_wait conformance.done 1000
+kill -0 "$ctestd" 2>/dev/null && echo yes >"$LAB_OUT/conformance.testd.alive"
+kill "$ctestd" 2>/dev/null
+wait "$ctestd" 2>/dev/null
 lab_log "suite done"
 exit 0

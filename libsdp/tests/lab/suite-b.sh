@@ -73,4 +73,17 @@ afib_connect() {  # NAME SID [ARG...]
 afib_connect stream sdp:7100 "hello over AF_IB"
 afib_connect seqpacket ipcm:7200
 afib_connect rdma ipcm:7300
+
+# The conformance suite against host a's sdp-testd, IP CM mode (native SDP needs InfiniBand).
+# The guests see the host's files at the same paths, so the build's sdp-conformance and the
+# repo's scenarios are used in place.
+CONF=${LAB_CONF_BIN:-$BIN/../conformance}
+if lab_wait conformance.testd.up 120; then
+  timeout 900 "$CONF/sdp-conformance" --peer "$A" --cm ip --port-base 7000 \
+    --scenarios "${LAB_REPO:-$PWD}/conformance/scenarios" \
+    --junit "$LAB_OUT/conformance.junit.xml" --json "$LAB_OUT/conformance.json" \
+    >"$LAB_OUT/conformance.out" 2>&1
+  echo $? >"$LAB_OUT/conformance.rc"
+fi
+lab_signal conformance.done
 exit 0
