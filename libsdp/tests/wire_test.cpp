@@ -639,7 +639,7 @@ TEST(WireRoundTrip, HelloAndHelloAck) {
     constexpr std::uint8_t kVers[] = {0, 4, 6};
     hah.ip_version = kVers[r.next32() % 3];
     hah.cap = static_cast<std::uint8_t>(r.next8() & 3);
-    hah.max_adverts = r.next8();
+    hah.max_adverts = static_cast<std::uint8_t>(1 + r.next32() % 255);
     hah.act_rcv_sz = r.next32();
     std::array<std::uint8_t, 196> out2{};
     ASSERT_TRUE(encode_hello_ack(Bsdh{0x01, 0, r.next16(), 0, 0, 0}, hah, out2).ok());
@@ -647,6 +647,20 @@ TEST(WireRoundTrip, HelloAndHelloAck) {
     ASSERT_TRUE(d2.ok()) << d2.error().reason();
     EXPECT_EQ(d2->hah, hah);
   }
+}
+
+// gen1 and OFED refuse MaxAdverts 0 (sdp-wire.md §4), in the HelloAck as in the Hello; the
+// conformance suite's accept.helloack_max_adverts_0 found the codec taking it.
+TEST(WireDecode, HelloAckWithMaxAdvertsZeroIsRefused) {
+  HelloAckHeader hah;
+  hah.max_adverts = 0;
+  hah.act_rcv_sz = 32784;
+  std::array<std::uint8_t, 196> out{};
+  ASSERT_TRUE(encode_hello_ack(Bsdh{0x01, 0, 16, 0, 0, 0}, hah, out).ok());
+  const auto d = decode_hello_ack(out);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code, Errc::BadField);
+  EXPECT_EQ(d.error().reason(), "HAH.MaxAdverts must be > 0");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -669,7 +669,9 @@ bool Engine::zcopy_busy() const noexcept {
 // Receiving
 
 void Engine::on_recv(std::uint64_t wr_id, std::uint32_t byte_len) {
-  if (state_ != State::Established) return;  // flushed after close/reset
+  // Flushed after close/reset. While Closing (both DisConns exchanged, the CM teardown under way)
+  // a message still counts: AbortConn resets, stream data after the DisConn is a violation (§7).
+  if (state_ != State::Established && state_ != State::Closing) return;
   if (wr_id >= cfg_.recv_bufs || rx_slot_posted_[wr_id] == 0) {
     do_reset(ResetCause::TransportError, "receive completion for a buffer that is not posted",
              false);

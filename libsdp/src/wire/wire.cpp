@@ -587,6 +587,7 @@ Result<HelloAck> decode_hello_ack(std::span<const std::uint8_t> private_data) no
     return make_error(Errc::BadField, 17, "HAH.IPVer %u (must be 0, 4 or 6)",
                       unsigned{hah.ip_version});
   }
+  if (hah.max_adverts == 0) return make_error(Errc::BadField, 19, "HAH.MaxAdverts must be > 0");
   if ((hah.cap & cap::kReservedMask) != 0) {
     return make_error(Errc::ReservedNonZero, 17, "HAH.Cap reserved bits 0x%x set",
                       unsigned{hah.cap} & cap::kReservedMask);
