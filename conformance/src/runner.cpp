@@ -465,10 +465,13 @@ class Endpoint {
         static_cast<std::int64_t>(h.bufs) -
         static_cast<std::int64_t>(static_cast<std::uint32_t>(tx_mseq_ - h.mseq_ack));
     const bool abort = h.mid == static_cast<std::uint8_t>(wire::Mid::AbortConn);
-    if (adv_bufs_known_ && before < 1) {
+    // AbortConn is exempt: it answers a violation, often one of our own MSeqAck or Bufs fields,
+    // which leaves this account (built from what we sent) meaningless to the peer.
+    const bool account = adv_bufs_known_ && !abort;
+    if (account && before < 1) {
       violation("credit overrun: " + mid_text(h.mid) + " MSeq " + std::to_string(h.mseq) +
                 " sent with " + std::to_string(before) + " credits (§5: never send with 0)");
-    } else if (adv_bufs_known_ && before == 1 && !abort && (payload || ours_after <= ours_before)) {
+    } else if (account && before == 1 && (payload || ours_after <= ours_before)) {
       violation("CA4-82: " + mid_text(h.mid) + " MSeq " + std::to_string(h.mseq) +
                 " used the last credit " +
                 (payload ? "with payload" : "without giving us more credits") + " (§5)");
@@ -479,9 +482,21 @@ class Endpoint {
     if (!wire::seq_after(peer_ack_, h.mseq_ack)) peer_ack_ = h.mseq_ack;
   }
 
+  void pop_item() {
+    const bool msg = items_.front().kind == Item::Kind::Msg;
+    if (msg && items_.front().mid == static_cast<std::uint8_t>(wire::Mid::DisConn))
+      peer_disconn_taken_ = true;
+    items_.pop_front();
+    if (msg && sc_.auto_credits() && connected_) auto_credit();
+  }
+
   void auto_credit() {
-    // Repost what was taken, then tell the peer when its credits run low.
-    while (posted_.size() < auto_bufs_) {
+    // Repost a receive for each message a step has taken (messages not yet taken keep theirs:
+    // a receiver whose application does not read gives no new credits), then tell the peer
+    // when its credits run low.
+    std::size_t unread = 0;
+    for (const auto& it : items_) unread += it.kind == Item::Kind::Msg ? 1 : 0;
+    while (posted_.size() + unread < auto_bufs_) {
       std::string err;
       if (!t_.post_recv(1, our_recv_size_, err)) {
         log("note", "auto repost failed: " + err);
@@ -489,7 +504,9 @@ class Endpoint {
       }
       posted_.push_back(our_recv_size_);
     }
-    if (peer_credits_before(rx_mseq_ + 1) <= 2 && posted_.size() > 0 && our_credits() >= 1 &&
+    const std::int64_t peer_credits = peer_credits_before(rx_mseq_ + 1);
+    if (peer_credits <= 2 && static_cast<std::int64_t>(posted_.size()) >= peer_credits + 2 &&
+        our_credits() >= 1 &&
         !sent_disconn_ && !dead()) {
       MsgSpec cu;
       cu.set_mid(DATA);
@@ -571,7 +588,9 @@ class Endpoint {
       case Step::kApp: {
         if (!t_.builtin()) fail("application actions need the builtin peer");
         std::string err;
-        log("app", st.app().ShortDebugString());
+        std::string what = st.app().ShortDebugString();
+        if (what.size() > 120) what = what.substr(0, 117) + "...";
+        log("app", what);
         if (!t_.app(st.app(), err)) fail("application action: " + err);
         return;
       }
@@ -830,12 +849,12 @@ class Endpoint {
       if (diff.empty() && e.msg().has_credits()) diff = check_credits(e.msg().credits(), *it);
       if (diff.empty()) {
         take_echo(*it, e.echo_data());
-        items_.pop_front();
+        pop_item();
         return;
       }
       if (skippable(e, *it)) {
         take_echo(*it, e.echo_data());
-        items_.pop_front();
+        pop_item();
         continue;
       }
       fail("got " + it->describe + ": " + diff);
@@ -859,21 +878,22 @@ class Endpoint {
           if (it.mid == static_cast<std::uint8_t>(m)) ok = true;
       }
       if (!ok) fail("the peer sent " + it.describe + " where nothing was expected");
-      items_.pop_front();
+      pop_item();
     }
   }
 
   void do_expect_close(const ExpectClose& e) {
     const std::uint64_t until = t_.now_ms() + (e.within_ms() ? e.within_ms() : 3000);
     const auto how = e.how();
-    bool saw_disconn = false;
+    // A DisConn an earlier step took counts: then GRACEFUL waits for the CM teardown.
+    bool saw_disconn = peer_disconn_taken_;
     for (;;) {
       Item* it = next_item(until);
       if (it == nullptr)
         fail(saw_disconn ? "DisConn came but the peer did not finish closing within the bound"
                          : "the peer did not close within the bound");
       const Item cur = *it;
-      items_.pop_front();
+      pop_item();
       if (cur.kind == Item::Kind::Event) {
         const auto k = cur.ev.kind;
         if (k == Event::Kind::SendError)
@@ -893,9 +913,8 @@ class Endpoint {
         if (how == ExpectClose::ABORTIVE)
           fail("DisConn (graceful) where an abortive close was expected");
         saw_disconn = true;
-        if (how == ExpectClose::DIS_CONN || how == ExpectClose::ANY) return;
-        if (how == ExpectClose::GRACEFUL) return;
-        continue;
+        peer_disconn_taken_ = true;
+        return;  // DIS_CONN, ANY, GRACEFUL: the half-close is what the peer owes
       }
       if (is_credit_update(cur)) continue;
       if (e.skip_data() && (cur.mid == 0xFF || cur.mid == 0xFE)) continue;
@@ -917,7 +936,7 @@ class Endpoint {
         fail("only " + std::to_string(got.size()) + " of " + std::to_string(len) +
              " stream bytes arrived within the bound");
       const Item cur = *it;
-      items_.pop_front();
+      pop_item();
       if (cur.kind == Item::Kind::Event)
         fail("the connection ended after " + std::to_string(got.size()) + " of " +
              std::to_string(len) + " bytes: " + cur.describe);
@@ -1112,7 +1131,7 @@ class Endpoint {
       Item* it = next_item(until);
       if (it == nullptr) fail("no answer to the CM REQ within the bound");
       const Item cur = *it;
-      items_.pop_front();
+      pop_item();
       if (cur.kind != Item::Kind::Event) fail("a message before the CM REP: " + cur.describe);
       if (cur.ev.kind == Event::Kind::Rejected) {
         if (c.expect() == Connect::REJECT) return;
@@ -1185,7 +1204,7 @@ class Endpoint {
     if (it == nullptr || it->kind != Item::Kind::Event || it->ev.kind != Event::Kind::HelloRequest)
       fail("no CM REQ from the peer");
     const std::vector<std::uint8_t> req = it->ev.data;
-    items_.pop_front();
+    pop_item();
     log("cm", "peer's Hello: " + (req.size() >= 16 ? describe_hello(req) : "short"));
     auto h = wire::decode_hello(req);
     if (!h) fail("the peer's Hello is malformed: " + std::string(h.error().text.data()));
@@ -1234,7 +1253,7 @@ class Endpoint {
     Item* r = next_item(until2);
     if (r == nullptr) fail("the peer neither took nor refused our HelloAck");
     const Item cur = *r;
-    items_.pop_front();
+    pop_item();
     if (a.expect_refused()) {
       if (cur.kind == Item::Kind::Event &&
           (cur.ev.kind == Event::Kind::PeerRefused || cur.ev.kind == Event::Kind::Disconnected))
@@ -1263,6 +1282,7 @@ class Endpoint {
   std::uint32_t peer_bufs_ = 0, peer_ack_ = 0;  // what the peer's last message told us
   std::map<std::uint32_t, std::int64_t> prev_credits_;
   bool connected_ = false, dead_ = false, sent_disconn_ = false, peer_disconn_ = false;
+  bool peer_disconn_taken_ = false;  // a step has taken the peer's DisConn
 
   std::deque<Item> items_;
   std::map<std::uint64_t, Event> rdma_done_;
