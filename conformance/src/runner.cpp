@@ -506,8 +506,7 @@ class Endpoint {
     }
     const std::int64_t peer_credits = peer_credits_before(rx_mseq_ + 1);
     if (peer_credits <= 2 && static_cast<std::int64_t>(posted_.size()) >= peer_credits + 2 &&
-        our_credits() >= 1 &&
-        !sent_disconn_ && !dead()) {
+        our_credits() >= 1 && !sent_disconn_ && !dead()) {
       MsgSpec cu;
       cu.set_mid(DATA);
       send_spec(cu, "auto credit update");

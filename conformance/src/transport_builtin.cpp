@@ -87,9 +87,10 @@ class Builtin final : public Transport {
     }
     std::vector<std::uint8_t> rep(sdp::wire::kHelloAckMessageSize, 0);
     std::copy(ack.begin(), ack.end(), rep.begin());
-    drain();
+    // The REP reaches us before anything the peer sends on the QP.
     push({Event::Kind::Established, 0, rep, {}});
     up_ = true;
+    drain();
     return true;
   }
 
