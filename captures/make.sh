@@ -3,16 +3,16 @@
 # two-host soft-RoCE lab per scenario, the wire recorded by qemu's filter-dump on host a's link,
 # reduced to RoCEv2 frames (UDP 4791) with tshark, plus each host's SDP_TRACE log.
 # Needs the dev build (sdpcat, sdp-labcheck) and the lab packages (tools/lab/deps.sh).
-#   captures/make.sh [SCENARIO...]     default: setup bcopy zcopy abort halfclose
+#   captures/make.sh [SCENARIO...]     default: setup bcopy zcopy abort halfclose echo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${LAB_BIN:-$PWD/build/dev/libsdp}
-for t in sdpcat sdp-labcheck; do
+for t in sdpcat sdp-labcheck sdp-testd; do
   [ -x "$BIN/$t" ] || { echo "make.sh: $BIN/$t missing: cmake --preset dev && cmake --build --preset dev" >&2; exit 2; }
 done
 command -v tshark >/dev/null || { echo "make.sh: tshark missing (tools/lab/deps.sh)" >&2; exit 2; }
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(setup bcopy zcopy abort halfclose)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(setup bcopy zcopy abort halfclose echo)
 work=$PWD/build/captures
 mkdir -p "$work"
 for name in "${scenarios[@]}"; do

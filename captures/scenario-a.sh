@@ -26,6 +26,13 @@ case "$CAPTURE" in
     (timeout 120 "$BIN/sdp-labcheck" halfclose-server 5005 >"$LAB_OUT/labcheck.txt" 2>&1) &
     lab_wait_cm_listen 5005 60 && lab_signal listening
     wait ;;
+  echo)  # sdp-testd, the conformance suite's reference peer: its echo service (port 7007)
+    timeout 120 "$BIN/sdp-testd" --port-base 7000 >"$LAB_OUT/testd.log" 2>&1 &
+    testd=$!
+    lab_wait_cm_listen 7007 60 && lab_signal listening
+    lab_wait echo.done 120
+    kill "$testd" 2>/dev/null
+    wait ;;
   *) echo "unknown capture scenario $CAPTURE" >&2; exit 2 ;;
 esac
 sha256sum </tmp/out >"$LAB_OUT/recv.sha256" 2>/dev/null

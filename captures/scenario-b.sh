@@ -16,6 +16,13 @@ case "$CAPTURE" in
     timeout 60 "$BIN/sdp-labcheck" abort "$A" 5004 65536 ;;
   halfclose)
     timeout 60 "$BIN/sdp-labcheck" halfclose "$A" 5005 ;;
+  echo)  # 100,000 bytes to the echo service, half-close, read the echo to its DisConn
+    head -c 100000 /dev/urandom >/tmp/echo.in
+    timeout 60 "$BIN/sdpcat" -q "$A" 7007 </tmp/echo.in >/tmp/echo.out
+    ok=$?
+    cmp /tmp/echo.in /tmp/echo.out || ok=1
+    lab_signal echo.done
+    (exit $ok) ;;
 esac
 rc=$?
 echo "$CAPTURE client exit $rc"

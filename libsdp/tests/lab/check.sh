@@ -108,7 +108,10 @@ case "$NAME" in
       bad "sdp-testd did not survive the suite: $(tail -n 5 "$A/conformance.testd.log" 2>/dev/null)"
     tests=$(grep -o 'tests="[0-9]*"' "$B/conformance.junit.xml" | head -1 | grep -o '[0-9]*')
     [ "${tests:-0}" -gt 0 ] || bad "no cases ran ($B/conformance.junit.xml)"
-    echo "PASS conformance: $tests cases against sdp-testd over rxe (IP CM), no failures"
+    need "$B/conformance.replay.rc"
+    tail -n 3 "$B/conformance.replay.out" 2>/dev/null
+    rc_ok "$B/conformance.replay.rc" "sdp-conformance --replay captures/echo.pcap --side client (output: $B/conformance.replay.out)"
+    echo "PASS conformance: $tests cases and the echo.pcap client replay against sdp-testd over rxe (IP CM), no failures"
     ;;
   *) bad "unknown scenario" ;;
 esac

@@ -84,6 +84,11 @@ if lab_wait conformance.testd.up 120; then
     --junit "$LAB_OUT/conformance.junit.xml" --json "$LAB_OUT/conformance.json" \
     >"$LAB_OUT/conformance.out" 2>&1
   echo $? >"$LAB_OUT/conformance.rc"
+  # Trace replay: the client side of captures/echo.pcap (sdpcat against sdp-testd's echo).
+  timeout 300 "$CONF/sdp-conformance" --peer "$A" --cm ip --port-base 7000 \
+    --replay "${LAB_REPO:-$PWD}/captures/echo.pcap" --side client \
+    --junit "$LAB_OUT/conformance.replay.junit.xml" >"$LAB_OUT/conformance.replay.out" 2>&1
+  echo $? >"$LAB_OUT/conformance.replay.rc"
 fi
 lab_signal conformance.done
 exit 0

@@ -398,7 +398,8 @@ TEST(IbsniffTshark, ProjectCapturesMatchTshark) {
   // File → fields that differ by the REQ flow-label bug (one REQ each; halfclose has two).
   const std::map<std::string, std::size_t> flow = {
       {"setup.pcap", 2}, {"bcopy.pcap", 2},     {"zcopy.pcap", 2},
-      {"abort.pcap", 3}, {"halfclose.pcap", 5}, {"native-ib-sdp-synthetic.erf.pcap", 1}};
+      {"abort.pcap", 3}, {"halfclose.pcap", 5}, {"native-ib-sdp-synthetic.erf.pcap", 1},
+      {"echo.pcap", 3}};
   const auto files = pcaps_in(IBSNIFF_REPO_CAPTURES);
   ASSERT_EQ(files.size(), flow.size());
   for (const auto& f : files) {
