@@ -731,7 +731,8 @@ TEST(Pipelined, SourceFollowsReqPipeAndWritesIntoSinkAvail) {
   EXPECT_EQ(mc[0].bytes[16], 0x20) << "PIPE_RECV";
   EXPECT_EQ(h.e.send_mode(), wire::Mode::Pipelined);
   std::vector<std::uint8_t> window(16384);
-  wire::SinkAvailHeader s{16384, 0x99, reinterpret_cast<std::uintptr_t>(window.data()), 0};
+  // NonDisc 1: our Combined SrcAvail carried inline bytes, a data-carrying message (§2, §6).
+  wire::SinkAvailHeader s{16384, 0x99, reinterpret_cast<std::uintptr_t>(window.data()), 1};
   h.send_peer(Mid::SinkAvail, s);
   auto d2 = pattern(12000, 9);
   h.e.send(d2);
@@ -758,7 +759,7 @@ TEST(Pipelined, StaleSinkAvailIsIgnored) {
   h.send_peer(Mid::RdmaRdCompl, wire::RdmaRdComplHeader{20000 - 64}, {}, wire::flags::kReqPipe);
   h.e.send(bytes_of("x"));  // one data message: the sink's count will be behind
   h.pump();
-  wire::SinkAvailHeader s{16384, 0x99, 0x10000, 0};  // NonDisc 0 but we sent 1 Data
+  wire::SinkAvailHeader s{16384, 0x99, 0x10000, 0};  // NonDisc 0: we sent SrcAvail + Data
   h.send_peer(Mid::SinkAvail, s);
   auto write_buf = pattern(12000);  // ZCopy: must outlive the send
   h.e.send(write_buf);
@@ -774,7 +775,7 @@ TEST(Pipelined, SourceAnswersSinkAvailCancelWithAck) {
   h.e.send(first_buf);
   h.pump();
   h.send_peer(Mid::RdmaRdCompl, wire::RdmaRdComplHeader{20000 - 64}, {}, wire::flags::kReqPipe);
-  wire::SinkAvailHeader s{16384, 0x99, 0x10000, 0};
+  wire::SinkAvailHeader s{16384, 0x99, 0x10000, 1};  // the SrcAvail's inline bytes count
   h.send_peer(Mid::SinkAvail, s);
   h.send_peer(Mid::SinkAvailCancel);
   EXPECT_EQ(h.sent_with(Mid::SinkCancelAck).size(), 1U);

@@ -212,8 +212,9 @@ const Case kCases[] = {
     {"SinkAvailBeyondMaxAdverts", Role::Active, zcopy_on,
      [](Harness& h) {
        make_pipelined_source(h);
-       h.send_peer(Mid::SinkAvail, wire::SinkAvailHeader{4096, 1, 0x1000, 0});
-       h.send_peer(Mid::SinkAvail, wire::SinkAvailHeader{4096, 1, 0x2000, 0});
+       // NonDisc 1: the source's Combined SrcAvail carried inline data (§2, §6).
+       h.send_peer(Mid::SinkAvail, wire::SinkAvailHeader{4096, 1, 0x1000, 1});
+       h.send_peer(Mid::SinkAvail, wire::SinkAvailHeader{4096, 1, 0x2000, 1});
      },
      "MaxAdverts"},
     {"RdmaWrComplWithoutSinkAvail", Role::Passive, sink_on,

@@ -655,6 +655,8 @@ void Engine::zcopy_after_progress() {
   ++tx_post_;
   stats_.bytes_sent += zs_.adv_inline;
   stats_.bcopy_bytes_sent += zs_.adv_inline;
+  // A SrcAvail with inline bytes carries data: the sink's NonDisc counts it (gen1 does too).
+  if (zs_.adv_inline != 0) ++data_msgs_sent_;
   zs_.adv_mseq = tx_mseq_;
   zs_.adv_pending = false;
   zs_.advertised = true;
@@ -865,6 +867,7 @@ void Engine::handle_src_avail(std::uint32_t slot, const wire::Message& m) {
   }
   sink_flow_ = true;
   if (inl != 0) {
+    ++data_msgs_received_;  // a data-carrying message for NonDisc (§2, §6)
     push_rx(rx_mem_.get() + std::size_t{slot} * rx_buf_size_ + wire::kBsdhSize +
                 wire::kSrcAvailHeaderSize,
             inl, slot);
@@ -1342,7 +1345,9 @@ void Engine::violation(const char* fmt, ...) {
 void Engine::do_reset(ResetCause cause, std::string_view why, bool send_abort) {
   if (state_ == State::Reset || state_ == State::Closed) return;
   const bool connected = state_ == State::Established || state_ == State::Closing;
-  if (send_abort && connected && send_credits() >= 1)
+  // AbortConn keeps the credit rules like any message (CA4-82: its last credit only if it gives
+  // the peer more); without the credit the CM DREQ alone ends the connection, as OFED does.
+  if (send_abort && connected && send_credit_ok(false))
     post_ctrl(wire::Mid::AbortConn, std::monostate{});
   state_ = State::Reset;
   reset_cause_ = cause;
