@@ -448,10 +448,10 @@ class Endpoint {
     if (h.mseq != rx_mseq_ + 1)
       violation("MSeq " + std::to_string(h.mseq) + " after " + std::to_string(rx_mseq_) +
                 " (MSeq must be gapless, §1)");
-    if (wire::seq_after(h.mseq_ack, tx_mseq_))
+    if (account_ok_ && wire::seq_after(h.mseq_ack, tx_mseq_))
       violation("MSeqAck " + std::to_string(h.mseq_ack) + " acknowledges a message never sent (" +
                 "our last MSeq " + std::to_string(tx_mseq_) + ", §1)");
-    else if (wire::seq_after(peer_ack_, h.mseq_ack))
+    else if (account_ok_ && wire::seq_after(peer_ack_, h.mseq_ack))
       violation("MSeqAck went backwards: " + std::to_string(h.mseq_ack) + " after " +
                 std::to_string(peer_ack_) + " (§1)");
     if (size > our_recv_size_)
@@ -464,10 +464,9 @@ class Endpoint {
     const std::int64_t ours_after =
         static_cast<std::int64_t>(h.bufs) -
         static_cast<std::int64_t>(static_cast<std::uint32_t>(tx_mseq_ - h.mseq_ack));
-    const bool abort = h.mid == static_cast<std::uint8_t>(wire::Mid::AbortConn);
-    // AbortConn is exempt: it answers a violation, often one of our own MSeqAck or Bufs fields,
-    // which leaves this account (built from what we sent) meaningless to the peer.
-    const bool account = adv_bufs_known_ && !abort;
+    // After we sent an MSeq or MSeqAck of our own making, our account no longer describes what
+    // the peer may do (it refuses such a message), so the credit checks stop there.
+    const bool account = adv_bufs_known_ && account_ok_;
     if (account && before < 1) {
       violation("credit overrun: " + mid_text(h.mid) + " MSeq " + std::to_string(h.mseq) +
                 " sent with " + std::to_string(before) + " credits (§5: never send with 0)");
@@ -480,6 +479,12 @@ class Endpoint {
     rx_mseq_ = h.mseq;
     peer_bufs_ = h.bufs;
     if (!wire::seq_after(peer_ack_, h.mseq_ack)) peer_ack_ = h.mseq_ack;
+  }
+
+  void forget_account(const char* why) {
+    if (!account_ok_) return;
+    account_ok_ = false;
+    log("note", std::string("credit and MSeqAck checks off from here: ") + why);
   }
 
   void pop_item() {
@@ -546,6 +551,7 @@ class Endpoint {
         return;
       }
       case Step::kSendRaw: {
+        forget_account("raw bytes sent");
         const std::string& b = st.send_raw().bytes();
         std::vector<std::uint8_t> v(b.begin(), b.end());
         if (v.size() >= wire::kBsdhSize) {
@@ -710,6 +716,9 @@ class Endpoint {
     std::copy(payload.begin(), payload.end(),
               v.begin() + static_cast<std::ptrdiff_t>(16 + ext.size()));
     const std::uint32_t mseq = s.has_mseq() ? s.mseq() : tx_mseq_ + 1;
+    if ((s.has_mseq() && s.mseq() != tx_mseq_ + 1) ||
+        (s.has_mseq_ack() && s.mseq_ack() != rx_mseq_))
+      forget_account("this message's MSeq / MSeqAck are not the sequence's");
     const std::uint32_t bufs =
         s.has_bufs() ? s.bufs()
                      : static_cast<std::uint32_t>(std::min<std::size_t>(posted_.size(), 0xFFFF));
@@ -895,8 +904,16 @@ class Endpoint {
       pop_item();
       if (cur.kind == Item::Kind::Event) {
         const auto k = cur.ev.kind;
-        if (k == Event::Kind::SendError)
+        if (k == Event::Kind::SendError) {
+          // An RNR: the peer had no receive for a message sent without a credit; with
+          // rnr_retry 0 the RC layer ends the connection abortively (§4 QP parameters, §5).
+          if (cur.ev.text.rfind("RNR", 0) == 0 && how != ExpectClose::GRACEFUL &&
+              how != ExpectClose::DIS_CONN) {
+            log("note", "the overrun ended the connection at the RC layer (RNR)");
+            return;
+          }
           fail("our SEND failed (" + cur.ev.text + ") before the peer closed");
+        }
         const bool ends = k == Event::Kind::Disconnected || k == Event::Kind::TransportError ||
                           k == Event::Kind::Rejected || k == Event::Kind::PeerRefused;
         if (!ends) continue;
@@ -1282,6 +1299,7 @@ class Endpoint {
   std::map<std::uint32_t, std::int64_t> prev_credits_;
   bool connected_ = false, dead_ = false, sent_disconn_ = false, peer_disconn_ = false;
   bool peer_disconn_taken_ = false;  // a step has taken the peer's DisConn
+  bool account_ok_ = true;           // our credit / sequence account is what the peer sees
 
   std::deque<Item> items_;
   std::map<std::uint64_t, Event> rdma_done_;

@@ -271,6 +271,9 @@ class Builtin final : public Transport {
   std::optional<Event> poll(std::uint64_t deadline) override {
     for (int guard = 0; guard < 1'000'000; ++guard) {
       if (!events_.empty()) {
+        // Time passes while messages flow (100 per millisecond), so that a bound expires even
+        // when the peer never goes idle (an endless source fed with credits).
+        if (++delivered_ % 100 == 0) tick_to(std::min(deadline, now_ + 1));
         Event e = std::move(events_.front());
         events_.pop_front();
         return e;
@@ -284,11 +287,7 @@ class Builtin final : public Transport {
       if (now_ >= deadline) return std::nullopt;
       std::uint64_t next = deadline;
       if (engine_ && up_ && !engine_dead_) next = std::min(next, engine_->next_deadline_ms());
-      now_ = std::max(now_ + (next <= now_ ? 1 : 0), std::min(next, deadline));
-      if (engine_ && up_ && !engine_dead_) {
-        engine_->tick(now_);
-        drain();
-      }
+      tick_to(std::max(now_ + (next <= now_ ? 1 : 0), std::min(next, deadline)));
     }
     push({Event::Kind::TransportError, 0, {}, "builtin peer livelock (no progress)"});
     Event e = std::move(events_.front());
@@ -325,6 +324,15 @@ class Builtin final : public Transport {
   };
 
   void push(Event e) { events_.push_back(std::move(e)); }
+
+  void tick_to(std::uint64_t t) {
+    if (t <= now_) return;
+    now_ = t;
+    if (engine_ && up_ && !engine_dead_) {
+      engine_->tick(now_);
+      drain();
+    }
+  }
 
   void after_engine_call() { drain(); }
 
@@ -582,7 +590,7 @@ class Builtin final : public Transport {
   std::unique_ptr<Engine> engine_;
   Service service_ = ECHO;
   bool up_ = false, engine_dead_ = false, raw_dead_ = false, cm_sent_ = false;
-  std::uint64_t now_ = 0;
+  std::uint64_t now_ = 0, delivered_ = 0;
   std::deque<Event> events_;
   std::deque<Completion> cq_;
   std::deque<std::uint32_t> raw_rq_;
