@@ -754,7 +754,9 @@ class Builder {
       add("the peer's application shuts its send side down, as the capture's client did")
           .mutable_app()
           ->set_shutdown_send(true);
-    MsgMatch& mm = *add(what).mutable_expect()->mutable_msg();
+    Expect& ex = *add(what).mutable_expect();
+    ex.set_defer_data(true);  // the peer's stream bytes may overtake this control message
+    MsgMatch& mm = *ex.mutable_msg();
     if (Mid_IsValid(m.bsdh.mid))
       mm.set_mid(static_cast<Mid>(m.bsdh.mid));
     else

@@ -860,6 +860,13 @@ class Endpoint {
         pop_item();
         return;
       }
+      if (e.defer_data() && it->kind == Item::Kind::Msg && it->ok && it->mid == 0xFF &&
+          it->payload_len != 0 && (it->bytes[1] & wire::flags::kOobPres) == 0) {
+        if (rx_pending_.empty()) pending_off_ = it->stream_off;
+        rx_pending_.insert(rx_pending_.end(), it->bytes.end() - it->payload_len, it->bytes.end());
+        pop_item();
+        continue;
+      }
       if (skippable(e, *it)) {
         take_echo(*it, e.echo_data());
         pop_item();

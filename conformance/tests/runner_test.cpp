@@ -265,6 +265,33 @@ TEST(ConformanceMatchers, CreditUpdatesAreSkippedUnlessSkipNone) {
   EXPECT_EQ(run_scripted(s, r2).verdict(), FAIL);
 }
 
+TEST(ConformanceMatchers, DeferDataKeepsStreamBytesThatOvertakeAControlMessage) {
+  Scenario s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        name: "t"
+        rule: "§1"
+        step { connect { recv_bufs: 4 } }
+        step { send { msg { mid: DATA payload_len: 8 } } }
+        step {
+          expect {
+            msg { mid: DIS_CONN }
+            defer_data: true
+          }
+        }
+        step { expect_data { bytes: "ZZZZZZZZ" } }
+      )pb",
+      &s));
+  const std::vector<std::vector<std::uint8_t>> reply = {msg(0xFF, 16, 1, 1, 8),
+                                                        msg(0x02, 16, 2, 1)};
+  const auto ok = run_scripted(s, reply);
+  EXPECT_EQ(ok.verdict(), PASS) << ok.reason();
+  s.mutable_step(2)->mutable_expect()->set_defer_data(false);
+  const auto bad = run_scripted(s, reply);
+  EXPECT_EQ(bad.verdict(), FAIL);
+  EXPECT_NE(bad.reason().find("expected DisConn"), std::string::npos) << bad.reason();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading errors
 
