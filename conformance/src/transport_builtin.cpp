@@ -562,9 +562,11 @@ class Builtin final : public Transport {
       if (!echo_oob_.empty() && echo_sent_ >= echo_oob_.front()) echo_oob_.pop_front();
       did = true;
     }
-    while (!extra_.empty() && engine_->writable()) {
-      std::vector<std::uint8_t> d(extra_.begin(), extra_.end());
-      auto r = engine_->send(d);
+    // A write of the ZCopy threshold or more pins its buffer until ZcopyDone: extra_hold_ is not
+    // touched again while the engine is busy with it.
+    while (!extra_.empty() && engine_->writable() && !engine_->zcopy_busy()) {
+      extra_hold_.assign(extra_.begin(), extra_.end());
+      auto r = engine_->send(extra_hold_);
       drain();
       if (r.bytes == 0) break;
       extra_.erase(extra_.begin(), extra_.begin() + static_cast<std::ptrdiff_t>(r.bytes));
@@ -601,7 +603,7 @@ class Builtin final : public Transport {
   std::uint32_t next_rkey_ = 0x5000;
   // application
   bool reading_ = true, peer_eof_ = false, want_shutdown_ = false, shut_ = false;
-  std::vector<std::uint8_t> echo_, extra_;
+  std::vector<std::uint8_t> echo_, extra_, extra_hold_;
   std::deque<std::size_t> echo_oob_;  // echo positions (1-based, cumulative) of urgent bytes
   std::size_t echo_sent_ = 0;
   std::uint64_t app_write_ = 0, src_pos_ = 0;

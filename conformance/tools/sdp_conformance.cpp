@@ -1,10 +1,10 @@
 // sdp-conformance: drives an SDP peer through the conformance scenarios (or a replayed capture)
 // from a raw SDP endpoint and reports every violation. See conformance/README.md.
+#include <fnmatch.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <ctime>
 #include <iostream>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "--scenarios", scenario_paths,
       "scenario files or directories of *.textproto (default: the suite, " CONF_SCENARIO_DIR ")");
-  app.add_option("--filter", filter, "run only scenarios whose name matches this regex");
+  app.add_option("--filter", filter,
+                 "run only scenarios whose name matches this shell pattern (credits.*, *stale*); "
+                 "without * ? [ it matches any part of the name");
   app.add_option("--replay", replay,
                  "replay one side of the SDP connection in this capture "
                  "(pcap/pcapng) against the peer instead of the scenarios");
@@ -109,15 +111,12 @@ int main(int argc, char** argv) {
       }
   }
   if (!filter.empty()) {
-    std::regex re;
-    try {
-      re = std::regex(filter);
-    } catch (const std::regex_error& e) {
-      std::cerr << "sdp-conformance: --filter: bad regex: " << e.what() << "\n";
-      return 2;
-    }
-    std::erase_if(
-        cases, [&](const LoadedScenario& s) { return !std::regex_search(s.scenario.name(), re); });
+    // A shell pattern; without any of * ? [ it matches anywhere in the name.
+    const std::string pat =
+        filter.find_first_of("*?[") == std::string::npos ? "*" + filter + "*" : filter;
+    std::erase_if(cases, [&](const LoadedScenario& s) {
+      return fnmatch(pat.c_str(), s.scenario.name().c_str(), 0) != 0;
+    });
     if (cases.empty()) {
       std::cerr << "sdp-conformance: no scenario matches --filter " << filter << "\n";
       return 2;
