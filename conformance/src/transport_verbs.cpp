@@ -35,6 +35,7 @@
 #include <map>
 #include <utility>
 
+#include "sdp/cm_reject.hpp"
 #include "transport.hpp"
 
 namespace conformance {
@@ -91,38 +92,6 @@ Mem alloc_pages(std::size_t len) {
   if (posix_memalign(&p, page, std::max<std::size_t>(len, 1)) != 0) return nullptr;
   std::memset(p, 0, std::max<std::size_t>(len, 1));
   return Mem(static_cast<std::uint8_t*>(p));
-}
-
-// Names for the IB CM REJ reasons rdma_cm reports in a REJECTED event's status.
-const char* rej_reason(int status) {
-  switch (status) {
-    case 1:
-      return "no QP available";
-    case 2:
-      return "no EEC available";
-    case 3:
-      return "no resources";
-    case 4:
-      return "timeout";
-    case 5:
-      return "unsupported request";
-    case 6:
-      return "invalid communication ID";
-    case 7:
-      return "invalid communication instance";
-    case 8:
-      return "invalid service ID (no listener)";
-    case 9:
-      return "invalid transport type";
-    case 10:
-      return "stale connection";
-    case 11:
-      return "RDC does not exist";
-    case 28:
-      return "consumer defined (refused by the peer)";
-    default:
-      return "see IBTA Table 112";
-  }
 }
 
 // "status -110 (Connection timed out)": rdma_cm events other than REJECTED carry -errno.
@@ -242,6 +211,8 @@ class VerbsTransport final : public Transport {
   bool modify_qp(ibv_qp_state state, std::string& error);
   bool post_batch(std::uint64_t key, RecvBatch& b, std::string& error);
   bool post_send_wr(ibv_send_wr& wr, std::string& error);
+  bool post_rdma(RdmaOp op, ibv_wr_opcode opcode, std::uint64_t va, std::uint32_t rkey,
+                 std::uint32_t len, std::string& error);
   void teardown_connection();
   void qp_to_error();
   void progress();
@@ -627,7 +598,7 @@ void VerbsTransport::on_cm_event(const rdma_cm_event& ev) {
       return;
     case RDMA_CM_EVENT_REJECTED: {
       std::string why = "CM REJ from " + where() + ", reason " + std::to_string(ev.status) + ": " +
-                        rej_reason(ev.status);
+                        sdp::cm_reject_reason(ev.status);
       std::vector<std::uint8_t> pd;
       if (ev.param.conn.private_data != nullptr && ev.param.conn.private_data_len > 0) {
         const auto* p = static_cast<const std::uint8_t*>(ev.param.conn.private_data);
@@ -860,22 +831,7 @@ bool VerbsTransport::rdma_read(std::uint64_t id, std::uint64_t va, std::uint32_t
   op.user_id = id;
   op.read = true;
   if (!register_buffer(op.buf, len, kLocalWrite, error)) return false;
-  ibv_sge sge{reinterpret_cast<std::uintptr_t>(op.buf.mem.get()), len, op.buf.mr->lkey};
-  ibv_send_wr wr{};
-  const std::uint64_t n = next_rdma_++;
-  wr.wr_id = make_wr_id(kTagRdma, n);
-  wr.opcode = IBV_WR_RDMA_READ;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  wr.sg_list = &sge;
-  wr.num_sge = len != 0 ? 1 : 0;
-  wr.wr.rdma.remote_addr = va;
-  wr.wr.rdma.rkey = rkey;
-  if (!post_send_wr(wr, error)) {
-    release(op.buf);
-    return false;
-  }
-  rdma_ops_.emplace(n, std::move(op));
-  return true;
+  return post_rdma(std::move(op), IBV_WR_RDMA_READ, va, rkey, len, error);
 }
 
 bool VerbsTransport::rdma_write(std::uint64_t id, std::uint64_t va, std::uint32_t rkey,
@@ -889,11 +845,17 @@ bool VerbsTransport::rdma_write(std::uint64_t id, std::uint64_t va, std::uint32_
   op.user_id = id;
   if (!register_buffer(op.buf, len, kLocalWrite, error)) return false;
   if (len != 0) std::memcpy(op.buf.mem.get(), data.data(), len);
+  return post_rdma(std::move(op), IBV_WR_RDMA_WRITE, va, rkey, len, error);
+}
+
+// One signaled RDMA READ or WRITE between op's registered bounce buffer and (va, rkey).
+bool VerbsTransport::post_rdma(RdmaOp op, ibv_wr_opcode opcode, std::uint64_t va,
+                               std::uint32_t rkey, std::uint32_t len, std::string& error) {
   ibv_sge sge{reinterpret_cast<std::uintptr_t>(op.buf.mem.get()), len, op.buf.mr->lkey};
   ibv_send_wr wr{};
   const std::uint64_t n = next_rdma_++;
   wr.wr_id = make_wr_id(kTagRdma, n);
-  wr.opcode = IBV_WR_RDMA_WRITE;
+  wr.opcode = opcode;
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.sg_list = &sge;
   wr.num_sge = len != 0 ? 1 : 0;

@@ -18,6 +18,7 @@
 #include <mutex>
 
 #include "sdp/bytes.hpp"
+#include "sdp/cm_reject.hpp"
 #include "sdp/trace.hpp"
 #include "sdp/wire.hpp"
 
@@ -61,38 +62,6 @@ int epoll_add(int epfd, int fd) {
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
-// Names for the IB CM REJ reasons rdma_cm reports in a REJECTED event's status.
-const char* rej_reason(int status) {
-  switch (status) {
-    case 1:
-      return "no QP available";
-    case 2:
-      return "no EEC available";
-    case 3:
-      return "no resources";
-    case 4:
-      return "timeout";
-    case 5:
-      return "unsupported request";
-    case 6:
-      return "invalid communication ID";
-    case 7:
-      return "invalid communication instance";
-    case 8:
-      return "invalid service ID (no listener)";
-    case 9:
-      return "invalid transport type";
-    case 10:
-      return "stale connection";
-    case 11:
-      return "RDC does not exist";
-    case 28:
-      return "consumer defined (refused by the peer)";
-    default:
-      return "see IBTA Table 112";
-  }
 }
 
 std::FILE* g_trace = nullptr;
@@ -370,7 +339,7 @@ void Connection::on_cm_event(const rdma_cm_event& ev) {
       return;
     case RDMA_CM_EVENT_REJECTED: {
       std::string why =
-          "CM REJ, reason " + std::to_string(ev.status) + ": " + rej_reason(ev.status);
+          "CM REJ, reason " + std::to_string(ev.status) + ": " + sdp::cm_reject_reason(ev.status);
       if (ev.param.conn.private_data_len > 5 && ev.param.conn.private_data != nullptr) {
         // Our own REJ carries "SDP: <reason>" in its private data.
         const auto* p = static_cast<const char*>(ev.param.conn.private_data);
