@@ -478,6 +478,7 @@ class Endpoint {
                 (payload ? "with payload" : "without giving us more credits") + " (§5)");
     }
     prev_credits_[h.mseq] = ours_before;
+    if (prev_credits_.size() > 4096) prev_credits_.erase(prev_credits_.begin());  // bounded
     rx_mseq_ = h.mseq;
     peer_bufs_ = h.bufs;
     if (!wire::seq_after(peer_ack_, h.mseq_ack)) peer_ack_ = h.mseq_ack;
@@ -656,7 +657,12 @@ class Endpoint {
         static_cast<std::uint8_t>(s.has_mid_raw() ? s.mid_raw() : static_cast<unsigned>(s.mid()));
     LocalRegion reg;
     const bool has_region = !s.region().empty();
-    if (has_region) region_bytes(s.region(), reg);
+    if (has_region) {
+      region_bytes(s.region(), reg);
+      if (s.region_offset() > reg.len)
+        fail("region_offset " + std::to_string(s.region_offset()) + " is beyond region '" +
+             s.region() + "' (" + std::to_string(reg.len) + " bytes)");
+    }
     // payload
     std::vector<std::uint8_t> payload;
     if (!s.payload().empty()) {
@@ -746,7 +752,7 @@ class Endpoint {
                         oob && !payload.empty() ? payload.end() - 1 : payload.end());
     } else if (mid == 0xFE && has_region) {
       const std::uint32_t len = s.has_ext_len() ? s.ext_len() : reg.len - s.region_offset();
-      const std::uint32_t n = std::min(len, reg.len - std::min(reg.len, s.region_offset()));
+      const std::uint32_t n = std::min(len, reg.len - s.region_offset());
       tx_stream_.insert(tx_stream_.end(), reg.addr + s.region_offset(),
                         reg.addr + s.region_offset() + n);
     }

@@ -292,6 +292,28 @@ TEST(ConformanceMatchers, DeferDataKeepsStreamBytesThatOvertakeAControlMessage) 
   EXPECT_NE(bad.reason().find("expected DisConn"), std::string::npos) << bad.reason();
 }
 
+TEST(ConformanceScenarioErrors, RegionOffsetBeyondTheRegionFailsTheStep) {
+  Scenario s;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        name: "t"
+        rule: "§6"
+        step { connect {} }
+        step { register { name: "r" size: 100 remote_read: true } }
+        step { send { msg { mid: SRC_AVAIL region: "r" region_offset: 200 payload_len: 1 } } }
+      )pb",
+      &s));
+  RunOptions opt;
+  opt.builtin = true;
+  opt.open = [](const Scenario& sc, std::string&) {
+    return make_builtin_transport(sc.peer_config());
+  };
+  const auto r = run_scenario({"test", s}, opt);
+  EXPECT_EQ(r.verdict(), FAIL);
+  EXPECT_EQ(r.failed_step(), 3);
+  EXPECT_NE(r.reason().find("beyond region 'r'"), std::string::npos) << r.reason();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loading errors
 
