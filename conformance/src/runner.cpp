@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "sdp/bytes.hpp"
 #include "sdp/wire.hpp"
 
 namespace conformance {
@@ -138,29 +139,14 @@ bool load_scenarios(const std::string& path, std::vector<LoadedScenario>& out, s
 
 namespace {
 
-std::uint32_t get32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         p[3];
-}
-std::uint16_t get16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  return (std::uint64_t{get32(p)} << 32) | get32(p + 4);
-}
+using sdp::be::get16;
+using sdp::be::get32;
+using sdp::be::get64;
+using sdp::be::put32;
+using sdp::be::put64;
+// BSDH Bufs and HH LocalPort are 16 bits on the wire: a scenario's wider value is cut to them.
 void put16(std::uint8_t* p, std::uint32_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-void put32(std::uint8_t* p, std::uint32_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 24);
-  p[1] = static_cast<std::uint8_t>(v >> 16);
-  p[2] = static_cast<std::uint8_t>(v >> 8);
-  p[3] = static_cast<std::uint8_t>(v);
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-  put32(p, static_cast<std::uint32_t>(v >> 32));
-  put32(p + 4, static_cast<std::uint32_t>(v));
+  sdp::be::put16(p, static_cast<std::uint16_t>(v));
 }
 
 std::string hex(std::uint64_t v) {
@@ -438,7 +424,6 @@ class Endpoint {
       } else if (const auto* sk = std::get_if<wire::SinkAvailHeader>(&m.ext)) {
         sink_adverts_.push_back(Advert{sk->len, sk->rkey, 0, sk->va, 0, m.bsdh.mseq});
       }
-      if (m.bsdh.mid == static_cast<std::uint8_t>(wire::Mid::DisConn)) peer_disconn_ = true;
     }
     it.bytes = std::move(bytes);
     items_.push_back(std::move(it));
@@ -1215,7 +1200,6 @@ class Endpoint {
     chk(m.max_adverts(), p[19], "MaxAdverts");
     chk(m.act_rcv_sz(), get32(p + 20), "ActRcvSz");
     peer_bufs_ = get16(p + 2);
-    peer_recv_size_ = get32(p + 20);
     connected_ = true;
   }
 
@@ -1256,7 +1240,6 @@ class Endpoint {
     chk(m.local_rcv_sz(), h->hh.local_rcv_sz, "LocalRcvSz");
     chk(m.des_rem_rcv_sz(), h->hh.des_rem_rcv_sz, "DesRemRcvSz");
     peer_bufs_ = h->bsdh.bufs;
-    peer_recv_size_ = h->hh.local_rcv_sz;
     if (a.reject()) {
       log("cm", "we reject (CM REJ)");
       t_.answer_peer({}, true);
@@ -1306,13 +1289,13 @@ class Endpoint {
 
   std::deque<std::uint32_t> posted_;  // sizes of our posted receives, in posting order
   std::uint32_t auto_bufs_ = 0;
-  std::uint32_t our_recv_size_ = 4096, peer_recv_size_ = 0;
+  std::uint32_t our_recv_size_ = 4096;
   std::uint32_t tx_mseq_ = 0, rx_mseq_ = 0;
   std::uint32_t adv_bufs_ = 0, adv_ack_ = 0;  // what our last message told the peer
   bool adv_bufs_known_ = false;
   std::uint32_t peer_bufs_ = 0, peer_ack_ = 0;  // what the peer's last message told us
   std::map<std::uint32_t, std::int64_t> prev_credits_;
-  bool connected_ = false, dead_ = false, sent_disconn_ = false, peer_disconn_ = false;
+  bool connected_ = false, dead_ = false, sent_disconn_ = false;
   bool peer_disconn_taken_ = false;  // a step has taken the peer's DisConn
   bool account_ok_ = true;           // our credit / sequence account is what the peer sees
 
