@@ -410,11 +410,15 @@ class Builtin final : public Transport {
     if (a.signaled) cq_.push_back({Cq::SendDone, a.id});
   }
 
-  RawRegion* raw_granted(std::uint64_t va, std::size_t len, std::uint32_t rkey, std::uint8_t need) {
-    for (auto& r : raw_regions_) {
+  // The address `va` names inside one of `regions` granted with R_Key `rkey` and the `need`
+  // rights for `len` bytes, or nullptr when RC would answer with a remote access error.
+  template <class Regions>
+  static std::uint8_t* granted(Regions& regions, std::uint64_t va, std::size_t len,
+                               std::uint32_t rkey, std::uint8_t need) {
+    for (auto& r : regions) {
       if (r.rkey != rkey || r.rkey == 0 || (r.access & need) != need) continue;
       const auto base = reinterpret_cast<std::uintptr_t>(r.addr);
-      if (va >= base && len <= r.len && va - base <= r.len - len) return &r;
+      if (va >= base && len <= r.len && va - base <= r.len - len) return r.addr + (va - base);
     }
     return nullptr;
   }
@@ -422,9 +426,9 @@ class Builtin final : public Transport {
   void engine_rdma(const Action& a) {
     if (raw_dead_ || engine_dead_) return;
     const bool rd = a.type == ActionType::RdmaRead;
-    RawRegion* r = raw_granted(a.remote_va, a.len, a.rkey,
-                               rd ? sdp::access::kRemoteRead : sdp::access::kRemoteWrite);
-    if (r == nullptr) {
+    std::uint8_t* p = granted(raw_regions_, a.remote_va, a.len, a.rkey,
+                              rd ? sdp::access::kRemoteRead : sdp::access::kRemoteWrite);
+    if (p == nullptr) {
       push({Event::Kind::TransportError,
             0,
             {},
@@ -434,7 +438,6 @@ class Builtin final : public Transport {
       cq_.push_back({Cq::RdmaError, a.id});
       return;
     }
-    std::uint8_t* p = r->addr + (a.remote_va - reinterpret_cast<std::uintptr_t>(r->addr));
     if (rd)
       std::memcpy(a.addr, p, a.len);
     else
@@ -448,19 +451,11 @@ class Builtin final : public Transport {
       push({Event::Kind::RdmaError, id, {}, "our QP is in the error state (flushed)"});
       return;
     }
-    const EngRegion* hit = nullptr;
-    if (engine_ && up_ && !engine_dead_) {
-      const std::uint8_t need = rd ? sdp::access::kRemoteRead : sdp::access::kRemoteWrite;
-      for (const auto& r : eng_regions_) {
-        if (r.rkey != rkey || r.rkey == 0 || (r.access & need) != need) continue;
-        const auto base = reinterpret_cast<std::uintptr_t>(r.addr);
-        if (va >= base && len <= r.len && va - base <= r.len - len) {
-          hit = &r;
-          break;
-        }
-      }
-    }
-    if (hit == nullptr) {
+    std::uint8_t* p = nullptr;
+    if (engine_ && up_ && !engine_dead_)
+      p = granted(eng_regions_, va, len, rkey,
+                  rd ? sdp::access::kRemoteRead : sdp::access::kRemoteWrite);
+    if (p == nullptr) {
       // Remote access error: our QP and the peer's both go to the error state.
       raw_dead_ = true;
       push({Event::Kind::RdmaError,
@@ -473,7 +468,6 @@ class Builtin final : public Transport {
       }
       return;
     }
-    std::uint8_t* p = hit->addr + (va - reinterpret_cast<std::uintptr_t>(hit->addr));
     Event e{Event::Kind::RdmaDone, id, {}, {}};
     if (rd)
       e.data.assign(p, p + len);
